@@ -1,3 +1,5 @@
+# flowbench: prepare data -> train (mle, vi, distill) -> evaluate -> tables -> figures.
+# The grid comes from the config (flows_tf.experiment.jobs); see README.md.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,6 +11,9 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -18,6 +23,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -34,13 +34,12 @@ from flows_tf.datasets.io import DataError, atomic_path, download
 
 __all__ = ["UCI", "MAF_ARCHIVE", "load_uci_splits", "fetch_maf_archive", "extract_maf_archive"]
 
-# The release archive. Zenodo lists an MD5 for it; none was available offline when this was
-# written, so the checksum is a configuration value (``md5`` or ``sha256`` here, or passed to
-# ``fetch_maf_archive``): an unchecked download is refused.
+# The release archive (doi:10.5281/zenodo.1161203) and the MD5 that Zenodo lists for it; a
+# config may override either (``md5`` or ``sha256``). An unchecked download is refused.
 MAF_ARCHIVE = {
     "url": "https://zenodo.org/record/1161203/files/data.tar.gz",
     "sha256": None,
-    "md5": None,
+    "md5": "9b9c9b0375315ad270eba4ce80c093ab",
 }
 
 _RAW = {
