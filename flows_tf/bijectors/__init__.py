@@ -1,0 +1,17 @@
+"""Bijectors that TensorFlow Probability lacks, plus the conditioner networks of the flows.
+
+Direction convention (TFP's): ``forward`` maps base noise to data (sampling), ``inverse`` maps
+data to noise (density evaluation). Every bijector here acts on the last axis
+(``forward_min_event_ndims=1``) and returns one log-determinant per event.
+
+- :class:`Planar` (cheap forward; exact numerical inverse), :class:`Radial` (both cheap;
+  closed-form inverse), :class:`ActNorm` (both cheap; data-dependent initialisation).
+- :mod:`flows_tf.bijectors.conditioners`: ``tf.Module`` networks for ``tfb.RealNVP`` and
+  ``tfb.MaskedAutoregressiveFlow``.
+"""
+
+from flows_tf.bijectors.actnorm import ActNorm
+from flows_tf.bijectors.planar import Planar, planar_u_hat
+from flows_tf.bijectors.radial import Radial
+
+__all__ = ["ActNorm", "Planar", "Radial", "planar_u_hat"]

@@ -1,0 +1,549 @@
+"""Registry of normalizing flows: flow name -> builder of a ``tfd.TransformedDistribution``.
+
+Every flow pushes a standard-normal base through a bijector whose ``forward`` maps noise to
+data (TFP's direction); ``log_prob(x)`` runs the inverse. Trainable variables exist as soon as
+a flow is built, so ``trainable_variables`` and ``tf.train.Checkpoint`` work at once. Adding a
+flow is one builder plus one ``FLOWS`` entry; its keyword arguments are its hyperparameters.
+
+Example:
+    >>> x = np.random.randn(100, 2).astype("float32")
+    >>> flow = build_flow("glow", [2], num_layers=2, hidden_units=[8, 8])
+    >>> initialize(flow, x)  # data-dependent init (Glow's actnorm); a no-op for other flows
+    2
+    >>> flow.log_prob(x).shape
+    TensorShape([100])
+"""
+
+import inspect
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+from tensorflow_probability import bijectors as tfb
+from tensorflow_probability import distributions as tfd
+
+from flows_tf.bijectors import ActNorm, Planar, Radial
+from flows_tf.bijectors.conditioners import (
+    MLP,
+    AffineCoupling,
+    ConvNet,
+    MADEAffine,
+    ShiftCoupling,
+    SplineCoupling,
+)
+
+__all__ = ["FLOWS", "build_flow", "initialize"]
+
+
+# --------------------------------------------------------------------------------------------
+# Hyperparameter checks
+
+
+def _count(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"hyperparameter {name}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def _units(name, value):
+    if isinstance(value, int | str) or not value:
+        raise ValueError(f"hyperparameter {name}={value!r} must be a non-empty list of integers")
+    return [_count(name, v) for v in value]
+
+
+def _choice(name, value, options):
+    if value not in options:
+        raise ValueError(f"hyperparameter {name}={value!r} must be one of {list(options)}")
+    return value
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"hyperparameter {name}={value!r} must be a positive number")
+    return float(value)
+
+
+def _coupling_dims(name, d):
+    if d < 2:
+        raise ValueError(f"flow {name!r} splits the event in two: it needs D >= 2, got D={d}")
+    return d // 2
+
+
+# --------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+def _lu_mixing(d, dtype, name):
+    """``tfb.ScaleMatvecLU`` initialised at a random rotation (Glow); LU and pivots checkpointed."""
+    q, _ = tf.linalg.qr(tf.random.normal([d, d], dtype=dtype))
+    lower_upper, perm = tf.linalg.lu(q)
+    return tfb.ScaleMatvecLU(
+        tf.Variable(lower_upper, name=f"{name}_lower_upper"),
+        tf.Variable(perm, trainable=False, name=f"{name}_permutation"),
+        name=name,
+    )
+
+
+def _order(order, d, layer):
+    """Permutation inserted between autoregressive or coupling layers."""
+    if order == "reverse":
+        return tfb.Permute(np.arange(d)[::-1], name=f"reverse_{layer}")
+    perm = np.random.RandomState(layer).permutation(d)
+    return tfb.Permute(perm, name=f"permute_{layer}")
+
+
+def _interleave(layers, between):
+    """``[l0, b(0), l1, b(1), ..., l_{K-1}]`` as a Chain list."""
+    out = []
+    for i, layer in enumerate(layers):
+        if i:
+            out.append(between(i))
+        out.append(layer)
+    return out
+
+
+def _built_made(d, dtype, hidden_units, name):
+    """A ``tfb.AutoregressiveNetwork`` (params=2) whose variables exist on return.
+
+    TFP builds its hidden ``Activation`` layers without a dtype, so they follow Keras' floatx
+    and would silently round float64 activations to float32: floatx is set for the build.
+    """
+    floatx = tf_keras.backend.floatx()
+    tf_keras.backend.set_floatx(dtype.name)
+    try:
+        made = tfb.AutoregressiveNetwork(
+            params=2,
+            event_shape=[d],
+            hidden_units=hidden_units,
+            activation="relu",
+            dtype=dtype,
+            name=name,
+        )
+        made(tf.zeros([1, d], dtype))
+    finally:
+        tf_keras.backend.set_floatx(floatx)
+    return made
+
+
+def _made_stack(d, dtype, num_layers, hidden_units, order):
+    """MAF layers (each one ``tfb.MaskedAutoregressiveFlow``) with permutations between them."""
+    num_layers = _count("num_layers", num_layers)
+    hidden_units = _units("hidden_units", hidden_units)
+    _choice("order", order, ("reverse", "random"))
+    layers = []
+    for i in range(num_layers):
+        made = _built_made(d, dtype, hidden_units, name=f"made_{i}")
+        layers.append(
+            tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=MADEAffine(made), name=f"maf_{i}")
+        )
+    return layers, (lambda i: _order(order, d, i))
+
+
+# --------------------------------------------------------------------------------------------
+# Builders: (d, dtype, **hparams) -> bijector
+
+
+def gaussian(d, dtype, *, covariance="full"):
+    """Gaussian baseline: an affine map of standard normal noise.
+
+    Map: ``x = mu + L z`` with ``L`` lower-triangular with positive diagonal
+    (``covariance="full"``) or diagonal (``"diag"``). Both directions are cheap (a triangular
+    solve for ``log_prob``).
+
+    Args:
+      d: event size D.
+      dtype: float dtype.
+      covariance: ``"full"`` (default) or ``"diag"``.
+
+    References:
+      The Gaussian baseline of George Papamakiarios, Theo Pavlakou and Iain Murray. Masked
+      Autoregressive Flow for Density Estimation. NeurIPS 2017. arXiv:1705.07057.
+    """
+    _choice("covariance", covariance, ("full", "diag"))
+    shift = tfb.Shift(tf.Variable(tf.zeros([d], dtype), name="loc"), name="loc")
+    if covariance == "full":
+        scale_tril = tfp.util.TransformedVariable(
+            tf.eye(d, dtype=dtype), tfb.FillScaleTriL(diag_shift=None), name="scale_tril"
+        )
+        scale = tfb.ScaleMatvecTriL(scale_tril, name="scale")
+    else:
+        scale_diag = tfp.util.TransformedVariable(
+            tf.ones([d], dtype), tfb.Softplus(), name="scale_diag"
+        )
+        scale = tfb.ScaleMatvecDiag(scale_diag, name="scale")
+    return tfb.Chain([shift, scale], name="gaussian")
+
+
+def planar(d, dtype, *, num_layers=16):
+    """Planar flow: a stack of K planar maps.
+
+    Map: ``x = z + u_hat tanh(w^T z + b)`` per layer, with ``w^T u_hat > -1``
+    (:class:`flows_tf.bijectors.Planar`). Sampling (forward) is cheap; ``log_prob`` (inverse)
+    solves one monotone scalar equation per layer by bisection and Newton, to float precision.
+
+    Args:
+      d: event size D.
+      dtype: float dtype.
+      num_layers: K, number of planar maps (default 16).
+
+    References:
+      Danilo Jimenez Rezende and Shakir Mohamed. Variational Inference with Normalizing Flows.
+      ICML 2015. arXiv:1505.05770.
+    """
+    num_layers = _count("num_layers", num_layers)
+    layers = []
+    for i in range(num_layers):
+        w = tf.Variable(tf.random.normal([d], stddev=0.1, dtype=dtype), name=f"planar_{i}_w")
+        u = tf.Variable(tf.random.normal([d], stddev=0.1, dtype=dtype), name=f"planar_{i}_u")
+        b = tf.Variable(tf.zeros([], dtype), name=f"planar_{i}_b")
+        layers.append(Planar(w, u, b, name=f"planar_{i}"))
+    return tfb.Chain(layers, name="planar_flow")
+
+
+def radial(d, dtype, *, num_layers=16):
+    """Radial flow: a stack of K radial contractions/expansions.
+
+    Map: ``x = z + beta (z - z0) / (alpha + ||z - z0||)`` per layer, ``alpha > 0``,
+    ``beta >= -alpha`` (:class:`flows_tf.bijectors.Radial`). Both directions are cheap: the
+    inverse is a closed-form quadratic in the radius.
+
+    Args:
+      d: event size D.
+      dtype: float dtype.
+      num_layers: K, number of radial maps (default 16).
+
+    References:
+      Danilo Jimenez Rezende and Shakir Mohamed. Variational Inference with Normalizing Flows.
+      ICML 2015. arXiv:1505.05770.
+    """
+    num_layers = _count("num_layers", num_layers)
+    layers = []
+    for i in range(num_layers):
+        z0 = tf.Variable(tf.random.normal([d], dtype=dtype), name=f"radial_{i}_z0")
+        alpha_raw = tf.Variable(tf.zeros([], dtype), name=f"radial_{i}_alpha_raw")
+        # softplus(beta_raw) = alpha = softplus(0): beta starts at 0, the identity.
+        beta_raw = tf.Variable(tf.zeros([], dtype), name=f"radial_{i}_beta_raw")
+        layers.append(Radial(z0, alpha_raw, beta_raw, name=f"radial_{i}"))
+    return tfb.Chain(layers, name="radial_flow")
+
+
+def nice(d, dtype, *, num_layers=4, hidden_units=(1000, 1000, 1000, 1000, 1000)):
+    """NICE: additive coupling layers with alternating halves, then a diagonal rescaling.
+
+    Map: per layer ``x_b = z_b + t(z_a)``, ``x_a = z_a`` (halves swap between layers), all
+    followed (data to noise) by ``h -> h / s``; ``log|det|`` is constant. Both directions are
+    cheap (one network pass per layer). Built on ``tfb.RealNVP`` with a shift-only network.
+
+    Args:
+      d: event size D >= 2.
+      dtype: float dtype.
+      num_layers: number of coupling layers (default 4, as in the paper).
+      hidden_units: ReLU hidden widths of each coupling network (default 5 x 1000).
+
+    References:
+      Laurent Dinh, David Krueger and Yoshua Bengio. NICE: Non-linear Independent Components
+      Estimation. ICLR 2015 workshop. arXiv:1410.8516.
+    """
+    num_layers = _count("num_layers", num_layers)
+    hidden_units = _units("hidden_units", hidden_units)
+    k = _coupling_dims("nice", d)
+    layers = []
+    for i in range(num_layers):
+        masked = k if i % 2 == 0 else -k
+        net = MLP(k, hidden_units, d - k, dtype=dtype, name=f"nice_net_{i}")
+        layers.append(
+            tfb.RealNVP(
+                num_masked=masked,
+                bijector_fn=ShiftCoupling(net),
+                is_constant_jacobian=True,
+                name=f"additive_coupling_{i}",
+            )
+        )
+    scale = tfp.util.TransformedVariable(tf.ones([d], dtype), tfb.Exp(), name="nice_scale")
+    return tfb.Chain([*layers, tfb.ScaleMatvecDiag(scale, name="rescale")], name="nice")
+
+
+def realnvp(d, dtype, *, num_layers=5, hidden_units=(512, 512)):
+    """RealNVP: affine coupling layers with alternating halves and a bounded log-scale.
+
+    Map: per layer ``x_b = z_b * exp(s(z_a)) + t(z_a)``, ``x_a = z_a``, with
+    ``s = 3 tanh(raw / 3)`` so no layer scales by more than ``e^3``. Both directions are cheap
+    (one network pass per layer).
+
+    Args:
+      d: event size D >= 2.
+      dtype: float dtype.
+      num_layers: number of coupling layers (default 5, RealNVP (5) of the MAF paper).
+      hidden_units: ReLU hidden widths of each coupling network (default 2 x 512).
+
+    References:
+      Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
+      ICLR 2017. arXiv:1605.08803.
+    """
+    num_layers = _count("num_layers", num_layers)
+    hidden_units = _units("hidden_units", hidden_units)
+    k = _coupling_dims("realnvp", d)
+    layers = []
+    for i in range(num_layers):
+        masked = k if i % 2 == 0 else -k
+        net = MLP(k, hidden_units, 2 * (d - k), dtype=dtype, name=f"realnvp_net_{i}")
+        layers.append(
+            tfb.RealNVP(
+                num_masked=masked, bijector_fn=AffineCoupling(net), name=f"affine_coupling_{i}"
+            )
+        )
+    return tfb.Chain(layers, name="realnvp")
+
+
+def _squeeze(image_shape):
+    """Space-to-depth as bijectors: forward ``[H/2, W/2, 4C] -> flat H*W*C`` (data layout)."""
+    h, w, c = image_shape
+    return tfb.Chain(
+        [
+            tfb.Reshape([h * w * c], [h // 2, 2, w // 2, 2, c]),
+            tfb.Transpose(perm=[0, 2, 1, 3, 4]),
+            tfb.Reshape([h // 2, w // 2, 2, 2, c], [h // 2, w // 2, 4 * c]),
+        ],
+        name="squeeze",
+    )
+
+
+def _image_shape(d, image_shape):
+    shape = _units("image_shape", image_shape)
+    if len(shape) != 3 or int(np.prod(shape)) != d or shape[0] % 2 or shape[1] % 2:
+        raise ValueError(
+            f"hyperparameter image_shape={image_shape!r} must be [H, W, C] with even H and W "
+            f"and H*W*C equal to the event size {d}"
+        )
+    return shape
+
+
+def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None):
+    """Glow: steps of actnorm, invertible mixing and affine coupling.
+
+    Map (data to noise, per step): actnorm ``h -> (h - mu) / sigma`` (data-initialised by
+    :func:`initialize`), mixing ``h -> W^{-1} h`` with ``W = P L U`` (``tfb.ScaleMatvecLU``;
+    over channels, i.e. a 1x1 convolution, for images), then an affine coupling with bounded
+    log-scale. Vectors use dense coupling networks; with ``image_shape=[H, W, C]`` the flat
+    event is squeezed to ``[H/2, W/2, 4C]`` and coupling networks are 3x3 convolutions. Both
+    directions are cheap.
+
+    Args:
+      d: event size D (D >= 2; H*W*C for images).
+      dtype: float dtype.
+      num_layers: number of steps K (default 8).
+      hidden_units: hidden widths (dense units or conv channels; default 2 x 512).
+      image_shape: None for vectors, or [H, W, C] (H, W even) for flattened images.
+
+    References:
+      Diederik P. Kingma and Prafulla Dhariwal. Glow: Generative Flow with Invertible 1x1
+      Convolutions. NeurIPS 2018. arXiv:1807.03039.
+    """
+    num_layers = _count("num_layers", num_layers)
+    hidden_units = _units("hidden_units", hidden_units)
+    if image_shape is None:
+        channels, k = d, _coupling_dims("glow", d)
+    else:
+        h, w, c = _image_shape(d, image_shape)
+        channels, k = 4 * c, 2 * c
+    steps = []
+    for i in range(num_layers):
+        masked = k if i % 2 == 0 else -k
+        if image_shape is None:
+            net = MLP(k, hidden_units, 2 * (channels - k), dtype=dtype, name=f"glow_net_{i}")
+        else:
+            net = ConvNet(k, hidden_units, 2 * (channels - k), dtype=dtype, name=f"glow_net_{i}")
+        steps.append(
+            tfb.Chain(
+                [
+                    ActNorm(channels, dtype=dtype, name=f"actnorm_{i}"),
+                    _lu_mixing(channels, dtype, name=f"mixing_{i}"),
+                    tfb.RealNVP(
+                        num_masked=masked,
+                        bijector_fn=AffineCoupling(net),
+                        name=f"affine_coupling_{i}",
+                    ),
+                ],
+                name=f"glow_step_{i}",
+            )
+        )
+    if image_shape is None:
+        return tfb.Chain(steps, name="glow")
+    unflatten = tfb.Reshape([h // 2, w // 2, 4 * c], [d], name="unflatten")
+    return tfb.Chain([_squeeze([h, w, c]), *steps, unflatten], name="glow")
+
+
+def maf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
+    """MAF: stacked masked autoregressive flows (MADE networks), orders reversed between layers.
+
+    Map (per layer): ``x_i = z_i exp(s_i(x_{<i})) + t_i(x_{<i})``, bounded ``s``. Density
+    (inverse, ``log_prob``) is cheap: one parallel pass; sampling (forward) is sequential, D
+    passes per layer. Uses ``tfb.MaskedAutoregressiveFlow`` with ``tfb.AutoregressiveNetwork``,
+    whose masks are kernel constraints: train it with a tf_keras optimizer.
+
+    Args:
+      d: event size D.
+      dtype: float dtype.
+      num_layers: number of MADE layers (default 5, MAF (5)).
+      hidden_units: hidden widths of each MADE (default 2 x 512, as for tabular data).
+      order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
+
+    References:
+      George Papamakarios, Theo Pavlakou and Iain Murray. Masked Autoregressive Flow for
+      Density Estimation. NeurIPS 2017. arXiv:1705.07057.
+    """
+    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order)
+    return tfb.Chain(_interleave(layers, between), name="maf")
+
+
+def iaf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
+    """IAF: the inverse of MAF, ``tfb.Invert(MaskedAutoregressiveFlow)`` per layer.
+
+    Map (per layer): ``x_i = z_i exp(s_i(z_{<i})) + t_i(z_{<i})``, bounded ``s``. Sampling
+    (forward) is cheap: one parallel pass; density (inverse) is sequential, D passes per
+    layer. Also the student of density distillation.
+
+    Args:
+      d: event size D.
+      dtype: float dtype.
+      num_layers: number of layers (default 5).
+      hidden_units: hidden widths of each MADE (default 2 x 512).
+      order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
+
+    References:
+      Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever and Max
+      Welling. Improved Variational Inference with Inverse Autoregressive Flow. NeurIPS 2016.
+      arXiv:1606.04934.
+    """
+    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order)
+    layers = [tfb.Invert(layer, name=f"iaf_{i}") for i, layer in enumerate(layers)]
+    return tfb.Chain(_interleave(layers, between), name="iaf")
+
+
+def nsf(d, dtype, *, num_layers=10, hidden_units=(256, 256), num_bins=8, tail_bound=5.0):
+    """Neural spline flow: rational-quadratic spline coupling layers with alternating halves.
+
+    Map: per layer ``x_b = RQS(z_b; theta(z_a))``, ``x_a = z_a``: a monotone rational-quadratic
+    spline with ``num_bins`` bins on ``[-B, B]`` and the identity outside
+    (``tfb.RationalQuadraticSpline``). Both directions are cheap (the spline inverts in closed
+    form).
+
+    Args:
+      d: event size D >= 2.
+      dtype: float dtype.
+      num_layers: number of coupling layers (default 10, as for tabular data in the paper).
+      hidden_units: ReLU hidden widths (default 2 x 256).
+      num_bins: spline bins K >= 2 (default 8).
+      tail_bound: B (default 5: standardised toy data reach +-4; the paper uses 3).
+
+    References:
+      Conor Durkan, Artur Bekasov, Iain Murray and George Papamakarios. Neural Spline Flows.
+      NeurIPS 2019. arXiv:1906.04032.
+    """
+    num_layers = _count("num_layers", num_layers)
+    hidden_units = _units("hidden_units", hidden_units)
+    num_bins = _count("num_bins", num_bins, minimum=2)
+    tail_bound = _positive("tail_bound", tail_bound)
+    k = _coupling_dims("nsf", d)
+    layers = []
+    for i in range(num_layers):
+        masked = k if i % 2 == 0 else -k
+        net = MLP(k, hidden_units, (d - k) * (3 * num_bins - 1), dtype=dtype, name=f"nsf_net_{i}")
+        layers.append(
+            tfb.RealNVP(
+                num_masked=masked,
+                bijector_fn=SplineCoupling(net, num_bins, tail_bound),
+                name=f"spline_coupling_{i}",
+            )
+        )
+    return tfb.Chain(layers, name="nsf")
+
+
+FLOWS = {
+    "gaussian": gaussian,
+    "planar": planar,
+    "radial": radial,
+    "nice": nice,
+    "realnvp": realnvp,
+    "glow": glow,
+    "maf": maf,
+    "iaf": iaf,
+    "nsf": nsf,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def build_flow(name, event_shape, dtype=tf.float32, **hparams):
+    """Build flow ``name`` on a standard-normal base of shape ``event_shape`` (a 1-D shape).
+
+    Args:
+      name: a key of :data:`FLOWS`.
+      event_shape: ``[D]`` (or the int D).
+      dtype: ``tf.float32`` or ``tf.float64``.
+      **hparams: the builder's keyword arguments (see each builder's docstring).
+
+    Returns:
+      A ``tfd.TransformedDistribution`` with ``.bijector`` and ``.distribution``.
+
+    Raises:
+      ValueError: unknown flow, unknown hyperparameter, or a value out of range.
+
+    Example:
+      >>> flow = build_flow("realnvp", [2], tf.float64, num_layers=4, hidden_units=[64, 64])
+      >>> flow.sample(5, seed=0).shape
+      TensorShape([5, 2])
+    """
+    if name not in FLOWS:
+        raise ValueError(f"unknown flow {name!r}; known flows: {sorted(FLOWS)}")
+    builder = FLOWS[name]
+    accepted = [p for p in inspect.signature(builder).parameters if p not in ("d", "dtype")]
+    unknown = sorted(set(hparams) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {unknown} for flow {name!r}; accepted: {accepted}"
+        )
+    dtype = tf.as_dtype(dtype)
+    if dtype not in (tf.float32, tf.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype.name}")
+    shape = [event_shape] if isinstance(event_shape, int | np.integer) else list(event_shape)
+    if len(shape) != 1 or _count("event_shape", shape[0]) < 1:
+        raise ValueError(f"event_shape must be one-dimensional [D], got {event_shape!r}")
+    d = int(shape[0])
+    with tf.name_scope(name):
+        bijector = builder(d, dtype, **hparams)
+        base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)), [d], name="base")
+        return tfd.TransformedDistribution(base, bijector, name=name)
+
+
+def _inverse_order(bijector):
+    """Leaf bijectors in the order ``inverse`` applies them (data side first)."""
+    # tfb.Chain builds a private non-composite subclass of Composition when it holds variables.
+    if isinstance(bijector, tfb.Composition) and "Chain" in type(bijector).__name__:
+        for b in bijector.bijectors:
+            yield from _inverse_order(b)
+    else:
+        yield bijector
+
+
+def initialize(flow, x, force=False):
+    """Data-dependent initialisation: set every actnorm from the batch ``x`` (N, D) it sees.
+
+    Pushes ``x`` through the inverse, layer by layer, and standardises each
+    :class:`~flows_tf.bijectors.ActNorm` on its own input. ActNorms already initialised (for
+    instance restored from a checkpoint) are left alone unless ``force``. A no-op for flows
+    without actnorm. Returns the number of actnorm layers set.
+    """
+    leaves = list(_inverse_order(flow.bijector))
+    if not any(isinstance(b, ActNorm) for b in leaves):
+        return 0
+    h = tf.convert_to_tensor(x, flow.dtype)
+    count = 0
+    for b in leaves:
+        if isinstance(b, ActNorm):
+            count += int(b.initialize(h, force=force))
+        h = b.inverse(h)
+    return count
