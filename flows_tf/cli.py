@@ -1,0 +1,176 @@
+"""``flows-tf`` (or ``python -m flows_tf``): the benchmark's steps without Snakemake.
+
+    flows-tf list [--config config/config.yaml]            the jobs of a config
+    flows-tf prepare --dataset two_moons                   write results/data/two_moons/
+    flows-tf init-mlflow                                   create the MLflow experiment
+    flows-tf train --dataset two_moons --flow maf --seed 0 [--threads 2]
+    flows-tf evaluate --dataset two_moons --flow maf --seed 0
+    flows-tf tables                                        results/tables/ from MLflow
+
+Paths follow the workflow's layout under ``--results`` (default ``results``). Threads are set
+before TensorFlow starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flows_tf import runtime
+
+__all__ = ["main", "load_config"]
+
+SCHEMA = Path("workflow/schemas/config.schema.yaml")
+
+
+def load_config(path) -> dict:
+    """Read a YAML config and validate it against the workflow's JSON schema when present."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"flows-tf: config file {path} not found")
+    config = yaml.safe_load(path.read_text()) or {}
+    from flows_tf.tracking import project_root
+
+    schema = project_root() / SCHEMA
+    if schema.is_file():
+        import jsonschema
+
+        try:
+            jsonschema.validate(config, yaml.safe_load(schema.read_text()))
+        except jsonschema.ValidationError as err:
+            where = "/".join(str(p) for p in err.absolute_path) or "<top>"
+            raise SystemExit(f"flows-tf: invalid config {path} at {where}: {err.message}") from err
+    return config
+
+
+def _job(args, config):
+    from flows_tf import experiment
+
+    key = (args.dataset, args.flow, int(args.seed))
+    for job in experiment.jobs(config):
+        if (job.dataset, job.flow, job.seed) == key:
+            return job
+    raise SystemExit(f"flows-tf: no job {'/'.join(map(str, key))} in {args.config}")
+
+
+def _paths(args, job):
+    results = Path(args.results)
+    model = results / "models" / job.dataset / job.flow / f"seed{job.seed}"
+    return {
+        "data_dir": None if job.objective == "vi" else results / "data" / job.dataset,
+        "model_dir": model,
+        "metrics": results / "metrics" / job.dataset / job.flow / f"seed{job.seed}.json",
+        "teacher_dir": (results / "models" / job.dataset / job.teacher / f"seed{job.seed}")
+        if job.teacher
+        else None,
+    }
+
+
+def _cmd_list(args, config):
+    from flows_tf import experiment
+
+    for job in experiment.jobs(config):
+        print(job.key)
+
+
+def _cmd_prepare(args, config):
+    from flows_tf import datasets
+
+    options = dict((config.get("datasets") or {}).get(args.dataset) or {})
+    meta = datasets.prepare_dataset(
+        args.dataset, Path(args.results) / "data" / args.dataset, seed=0, **options
+    )
+    print(meta["shape"])
+
+
+def _cmd_init(args, config):
+    from flows_tf import tracking
+
+    print(tracking.init_experiment(config["experiment"]), tracking.tracking_uri())
+
+
+def _cmd_train(args, config):
+    threads = runtime.configure(args.threads)
+    from flows_tf import jobs
+
+    job = _job(args, config)
+    p = _paths(args, job)
+    jobs.train_job(
+        job,
+        data_dir=p["data_dir"],
+        model_dir=p["model_dir"],
+        experiment=config["experiment"],
+        threads=threads,
+        teacher_dir=p["teacher_dir"],
+        rule="cli",
+        evaluation=config.get("evaluation"),
+    )
+
+
+def _cmd_evaluate(args, config):
+    threads = runtime.configure(args.threads)
+    from flows_tf import jobs
+
+    job = _job(args, config)
+    p = _paths(args, job)
+    jobs.evaluate_job(
+        job,
+        data_dir=p["data_dir"],
+        model_dir=p["model_dir"],
+        metrics_path=p["metrics"],
+        threads=threads,
+        teacher_dir=p["teacher_dir"],
+        rule="cli",
+        evaluation=config.get("evaluation"),
+    )
+
+
+def _cmd_tables(args, config):
+    from flows_tf import experiment, tables
+
+    all_jobs = experiment.jobs(config)
+    results = Path(args.results)
+    files = [results / "metrics" / j.dataset / j.flow / f"seed{j.seed}.json" for j in all_jobs]
+    runs = tables.runs_frame(files, expected=len(all_jobs))
+    for name, path in tables.write_all(runs, results / "tables" / "runs.csv").items():
+        print(name, path)
+
+
+COMMANDS = {
+    "list": _cmd_list,
+    "prepare": _cmd_prepare,
+    "init-mlflow": _cmd_init,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "tables": _cmd_tables,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flows-tf", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        p = sub.add_parser(name)
+        p.add_argument("--config", default="config/config.yaml")
+        p.add_argument("--results", default="results")
+        if name in ("prepare", "train", "evaluate"):
+            p.add_argument("--dataset", required=True)
+        if name in ("train", "evaluate"):
+            p.add_argument("--flow", required=True)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    config = load_config(args.config)
+    COMMANDS[args.command](args, config)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

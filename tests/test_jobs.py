@@ -1,0 +1,127 @@
+"""One job end to end in-process: files, metrics fields, MLflow run, digits in pixel space."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows_tf import experiment, jobs, runtime, tracking
+
+CONFIG = {
+    "experiment": "jobs-test",
+    "seeds": [0],
+    "datasets": {"digits": {}},
+    "flows": {"gaussian": {}, "planar": {"num_layers": 2}},
+    "mle": {
+        "datasets": ["digits"],
+        "flows": ["gaussian"],
+        "training": {"batch_size": 256, "max_epochs": 2, "patience": 2},
+    },
+    "vi": {
+        "datasets": ["u2"],
+        "flows": ["planar"],
+        "training": {"batch_size": 32, "steps": 20, "log_every": 10},
+    },
+}
+EVALUATION = {"n_samples": 50, "vi_samples": 200, "timing_n": 50, "timing_repeats": 1, "grid_n": 10}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    import os
+
+    root = tmp_path_factory.mktemp("jobs")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    tracking.init_experiment(CONFIG["experiment"])
+    from flows_tf import datasets
+
+    datasets.prepare_dataset("digits", root / "data" / "digits")
+    yield root
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def _run(job, root):
+    threads = runtime.configure(2)
+    model_dir = root / "models" / job.dataset / job.flow
+    data_dir = None if job.objective == "vi" else root / "data" / job.dataset
+    summary = jobs.train_job(
+        job,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        experiment=CONFIG["experiment"],
+        threads=threads,
+        evaluation=EVALUATION,
+    )
+    metrics_path = root / "metrics" / f"{job.dataset}-{job.flow}.json"
+    metrics = jobs.evaluate_job(
+        job,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        metrics_path=metrics_path,
+        threads=threads,
+        evaluation=EVALUATION,
+    )
+    return model_dir, summary, metrics, json.loads(metrics_path.read_text())
+
+
+def test_mle_job_on_digits_writes_files_and_pixel_space_metrics(workdir):
+    job = experiment.make_job(CONFIG, "digits", "gaussian", 0)
+    model_dir, summary, metrics, on_disk = _run(job, workdir)
+    history = pd.read_csv(model_dir / "history.csv")
+    assert list(history.columns[:4]) == ["step", "epoch", "train_loss", "val_loglik"]
+    assert len(history) == summary["epochs"] >= 1
+    assert np.load(model_dir / "samples.npy").shape == (50, 64)
+    assert not (model_dir / "density_grid.npz").exists()  # 64-D
+    for key in (
+        "dataset",
+        "flow",
+        "seed",
+        "objective",
+        "n_params",
+        "test_loglik",
+        "test_loglik_se",
+        "train_seconds",
+        "sample_seconds_per_1k",
+        "logprob_seconds_per_1k",
+        "mlflow_run_id",
+        "bits_per_dim",
+        "model_dir",
+    ):
+        assert key in on_disk, key
+    assert np.isfinite(on_disk["bits_per_dim"]) and on_disk["bits_per_dim"] > 0
+    assert on_disk["n_params"] == 64 + 64 * 65 // 2  # mean + Cholesky factor
+    assert on_disk["elbo"] is None  # not a VI job: null, not a made-up number
+    assert on_disk["threads"]["intra_op_threads"] == 1
+    run = tracking.load_runs([on_disk["mlflow_run_id"]])[0]
+    assert run["status"] == "FINISHED" and run["tags"]["job_key"] == job.key
+    assert run["metrics"]["test_loglik"] == pytest.approx(metrics["test_loglik"])
+    assert run["params"]["objective"] == "mle"
+
+
+def test_vi_job_has_vi_metrics_and_density_grid(workdir):
+    job = experiment.make_job(CONFIG, "u2", "planar", 0)
+    model_dir, summary, metrics, on_disk = _run(job, workdir)
+    assert job.objective == "vi"
+    grid = np.load(model_dir / "density_grid.npz")
+    assert grid["logp"].shape == (10, 10) and np.all(np.isfinite(grid["logp"]))
+    assert on_disk["kl_to_target"] >= -0.05 and 0 < on_disk["ess"] <= 1
+    assert on_disk["test_loglik"] is None
+
+
+def test_cli_lists_the_jobs_of_a_config(capsys, tmp_path):
+    from flows_tf import cli
+
+    path = tmp_path / "c.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(CONFIG))
+    assert cli.main(["list", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.split() == [j.key for j in experiment.jobs(CONFIG)]
+    path.write_text(yaml.safe_dump({**CONFIG, "sedes": [0]}))
+    with pytest.raises(SystemExit, match="'sedes' was unexpected"):
+        cli.main(["list", "--config", str(path)])

@@ -1,0 +1,102 @@
+"""The DAG from config: dry runs list exactly the grid's jobs; bad configs stop before any job."""
+
+import re
+
+import pytest
+import yaml
+from snakemake.utils import validate
+from snakemake_interface_common.exceptions import WorkflowError
+from snakerun import run_snakemake
+
+from flows_tf import experiment
+
+TRAIN_OUTPUT = re.compile(r"results/models/([^/\s,]+)/([^/\s,]+)/seed(\d+)/train\.json")
+SCHEMA = "workflow/schemas/config.schema.yaml"
+PROFILE = ("--workflow-profile", "workflow/profiles/default")
+
+
+def _planned(output: str, rule: str) -> set[str]:
+    """Outputs of the planned jobs of ``rule`` in a dry run's listing."""
+    found = set()
+    for block in output.split("\n\n"):
+        if re.search(rf"^(local)?rule {rule}:", block, re.M):
+            m = re.search(r"^\s+output: (\S+?),?$", block, re.M) or re.search(
+                r"^\s+output: ([^,\s]+)", block, re.M
+            )
+            found.add(m.group(1))
+    return found
+
+
+@pytest.mark.parametrize(
+    "configfile", ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml"]
+)
+def test_dry_run_lists_every_job_of_the_grid(project, configfile):
+    config = yaml.safe_load((project / configfile).read_text())
+    jobs = experiment.jobs(config)
+    proc = run_snakemake(project, "-n", "--cores", "8", "--configfile", configfile, *PROFILE)
+    trained = {m.groups() for m in TRAIN_OUTPUT.finditer(" ".join(_planned(proc.stdout, "train")))}
+    assert trained == {(j.dataset, j.flow, str(j.seed)) for j in jobs}
+    evaluated = _planned(proc.stdout, "evaluate")
+    assert evaluated == {f"results/metrics/{j.dataset}/{j.flow}/seed{j.seed}.json" for j in jobs}
+    prepared = _planned(proc.stdout, "prepare_data")
+    assert prepared == {f"results/data/{d}/train.npy" for d in experiment.data_datasets(config)}
+    assert len(_planned(proc.stdout, "mlflow_init")) == 1
+    assert len(_planned(proc.stdout, "build_tables")) == 1
+
+
+def test_student_trains_after_its_teacher(project):
+    proc = run_snakemake(
+        project, "-n", "--cores", "8", "--configfile", "config/smoke.yaml", *PROFILE
+    )
+    block = next(
+        b
+        for b in proc.stdout.split("\n\n")
+        if "output: results/models/eight_gaussians/iaf_student/seed0/train.json" in b
+    )
+    assert "results/models/eight_gaussians/maf/seed0/train.json" in block.split("output:")[0]
+
+
+def _bad_config(project, tmp_path, edit):
+    config = yaml.safe_load((project / "config/smoke.yaml").read_text())
+    edit(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return run_snakemake(
+        project, "-n", "--cores", "2", "--configfile", str(path), *PROFILE, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda c: c["mle"].update(trainig={}), "'trainig' was unexpected"),
+        (lambda c: c["mle"]["training"].update(batchsize=3), "'batchsize' was unexpected"),
+        (lambda c: c.update(seeds="0"), "On instance['seeds']"),
+        (lambda c: c["flows"]["maf"].update(num_layers="five"), "'five' is not of type"),
+        (lambda c: c["datasets"].update(digits={"n_trian": 5}), "'n_trian' was unexpected"),
+    ],
+    ids=["unknown-key", "unknown-nested-key", "wrong-type", "wrong-hparam-type", "data-option"],
+)
+def test_schema_rejects_bad_config_naming_the_key(project, edit, named):
+    config = yaml.safe_load((project / "config/smoke.yaml").read_text())
+    validate(config, str(project / SCHEMA))  # the shipped config is valid
+    edit(config)
+    with pytest.raises(WorkflowError) as err:
+        validate(config, str(project / SCHEMA))
+    assert named in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda c: c["mle"].update(trainig={}), "'trainig' was unexpected"),
+        (lambda c: c["mle"]["flows"].append("not_a_flow"), "unknown flow 'not_a_flow'"),
+    ],
+    ids=["unknown-key", "unknown-flow"],
+)
+def test_bad_config_stops_the_run_before_any_job(project, tmp_path, edit, named):
+    proc = _bad_config(project, tmp_path, edit)
+    assert proc.returncode != 0
+    assert named in proc.stdout
+    assert "Job stats" not in proc.stdout
+    assert not (project / "results").exists()

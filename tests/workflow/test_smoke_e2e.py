@@ -1,0 +1,103 @@
+"""The smoke config end to end in a copy of the project, with MLflow in a temporary store."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import yaml
+from snakerun import run_snakemake
+
+from flows_tf import experiment
+
+pytestmark = pytest.mark.slow
+
+RUN = (
+    "--cores",
+    "2",
+    "--configfile",
+    "config/smoke.yaml",
+    "--workflow-profile",
+    "workflow/profiles/default",
+)
+# start-up dominates the tiny smoke jobs: one thread each lets two run side by side
+THREADS = ("--set-threads", "train=1", "evaluate=1")
+
+
+def _runs(uri, name):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_smoke_end_to_end(project, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": uri}
+    config = yaml.safe_load((project / "config/smoke.yaml").read_text())
+    jobs = experiment.jobs(config)
+    keys = {j.key for j in jobs}
+
+    run_snakemake(project, *RUN, *THREADS, env=env)
+
+    loglik = (project / "results/tables/loglik.md").read_text()
+    for flow in config["mle"]["flows"]:
+        assert f"| {flow} |" in loglik
+    table = pd.read_csv(project / "results/tables/runs.csv")
+    assert len(table) == len(jobs) and set(table["dataset"] + "/" + table["flow"]) == {
+        f"{j.dataset}/{j.flow}" for j in jobs
+    }
+
+    runs = _runs(uri, config["experiment"])
+    assert sorted(r.data.tags["job_key"] for r in runs) == sorted(keys)  # each exactly once
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert set(table["mlflow_run_id"]) == {r.info.run_id for r in runs}
+    metrics = json.loads((project / "results/metrics/eight_gaussians/maf/seed0.json").read_text())
+    assert metrics["mlflow_run_id"] in set(table["mlflow_run_id"])
+    # TensorFlow's thread pools follow the rule's threads (set with --set-threads above)
+    assert metrics["train_threads"]["threads"] == metrics["threads"]["threads"] == 1
+    assert (project / "results/models/eight_gaussians/maf/seed0/density_grid.npz").is_file()
+    assert (project / "benchmarks/train/eight_gaussians/maf/seed0.tsv").is_file()
+
+    # a second invocation has nothing to do
+    again = run_snakemake(project, *RUN, "-n", env=env)
+    assert "Nothing to be done" in again.stdout
+
+    # changing one job's input reruns only what depends on it (Snakemake compares checksums of
+    # small inputs, so the content must change, not only the mtime)
+    with open(project / "results/models/eight_gaussians/gaussian/seed0/train.json", "a") as fh:
+        fh.write("\n")
+    plan = run_snakemake(project, *RUN, "-n", env=env).stdout
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", plan[plan.index("Job stats") :], re.M))
+    assert stats["evaluate"] == "1" and stats["build_tables"] == "1"
+    assert not {"train", "prepare_data", "mlflow_init"} & set(stats)
+    assert "output: results/metrics/eight_gaussians/gaussian/seed0.json" in plan
+
+    report = run_snakemake(project, *RUN, "--report", "report.html", env=env)
+    assert (project / "report.html").stat().st_size > 0, report.stdout[-2000:]
+
+    # rerunning a training job supersedes its run; tables still hold one row per job
+    old = table.set_index("flow").loc["gaussian", "mlflow_run_id"]
+    run_snakemake(
+        project,
+        *RUN,
+        *THREADS,
+        "--forcerun",
+        "results/models/eight_gaussians/gaussian/seed0/train.json",
+        env=env,
+    )
+    table = pd.read_csv(project / "results/tables/runs.csv")
+    assert len(table) == len(jobs)
+    new = table.set_index("flow").loc["gaussian", "mlflow_run_id"]
+    assert new != old
+    runs = _runs(uri, config["experiment"])
+    live = [r for r in runs if "flowbench.superseded_by" not in r.data.tags]
+    assert sorted(r.data.tags["job_key"] for r in live) == sorted(keys)
+    superseded = {
+        r.info.run_id: r.data.tags["flowbench.superseded_by"]
+        for r in runs
+        if "flowbench.superseded_by" in r.data.tags
+    }
+    assert superseded == {old: new}
+    assert "Nothing to be done" in run_snakemake(project, *RUN, "-n", env=env).stdout

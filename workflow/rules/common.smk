@@ -1,0 +1,159 @@
+# Helpers only: the job grid, targets, wildcard constraints, input functions, resources.
+import re
+
+from flows_tf import experiment
+
+JOBS = experiment.jobs(config)
+JOB_BY_KEY = {(j.dataset, j.flow, j.seed): j for j in JOBS}
+MLFLOW_INIT = f"results/mlflow/{config['experiment']}.json"
+MODEL_DIR = "results/models/{dataset}/{flow}/seed{seed}"
+
+
+def check_config(config):
+    """Cross-references the JSON schema cannot express; an error names the bad entry."""
+    flows = set(config["flows"]) | {experiment.STUDENT}
+    for section in ("mle", "vi"):
+        for flow in (config.get(section) or {}).get("flows", []):
+            if flow not in flows:
+                raise ValueError(
+                    f"config {section}.flows: unknown flow {flow!r} "
+                    f"(defined in `flows`: {sorted(config['flows'])})"
+                )
+    distill = config.get("distill") or {}
+    if distill.get("datasets"):
+        teacher = distill.get("teacher", "maf")
+        student = distill.get("student", "iaf")
+        if teacher not in (config.get("mle") or {}).get("flows", []):
+            raise ValueError(
+                f"config distill.teacher: {teacher!r} is not one of mle.flows"
+            )
+        if student not in config["flows"]:
+            raise ValueError(f"config distill.student: unknown flow {student!r}")
+        for dataset in distill["datasets"]:
+            if dataset not in config["mle"]["datasets"]:
+                raise ValueError(
+                    f"config distill.datasets: {dataset!r} is not one of mle.datasets "
+                    "(the teacher is trained there)"
+                )
+    keys = [j.key for j in JOBS]
+    if len(keys) != len(set(keys)):
+        raise ValueError("config: a (dataset, flow, seed) job appears twice")
+
+
+check_config(config)
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
+
+
+wildcard_constraints:
+    dataset=_alternatives(j.dataset for j in JOBS),
+    flow=_alternatives(j.flow for j in JOBS),
+    seed=r"\d+",
+
+
+def get_job(wildcards):
+    """The experiment.Job of a (dataset, flow, seed) wildcard triple."""
+    key = (wildcards.dataset, wildcards.flow, int(wildcards.seed))
+    if key not in JOB_BY_KEY:
+        raise ValueError(f"no job {key} in the config grid")
+    return JOB_BY_KEY[key]
+
+
+def get_data_dir(dataset):
+    return f"results/data/{dataset}"
+
+
+def get_split_files(dataset, splits):
+    return {s: f"{get_data_dir(dataset)}/{s}.npy" for s in splits} | {
+        "meta": f"{get_data_dir(dataset)}/meta.json"
+    }
+
+
+def get_train_inputs(wildcards):
+    """Data splits for mle/distill jobs, the teacher's model for the student, MLflow init."""
+    job = get_job(wildcards)
+    inputs = {"mlflow": ancient(MLFLOW_INIT)}
+    if job.objective in ("mle", "distill"):
+        inputs |= get_split_files(job.dataset, ("train", "val"))
+    if job.objective == "distill":
+        teacher = experiment.teacher_job(config, job)
+        inputs["teacher"] = get_model_file(teacher)
+    return inputs
+
+
+def get_evaluate_inputs(wildcards):
+    """The trained model, the test split (mle/distill) and, for a student, its teacher."""
+    job = get_job(wildcards)
+    inputs = {"model": get_model_file(job), "mlflow": ancient(MLFLOW_INIT)}
+    if job.objective in ("mle", "distill"):
+        inputs |= get_split_files(job.dataset, ("test",))
+    if job.objective == "distill":
+        inputs["teacher"] = get_model_file(experiment.teacher_job(config, job))
+    return inputs
+
+
+def get_model_file(job):
+    return f"results/models/{job.dataset}/{job.flow}/seed{job.seed}/train.json"
+
+
+def get_metrics_file(job):
+    return f"results/metrics/{job.dataset}/{job.flow}/seed{job.seed}.json"
+
+
+def get_config_hash(wildcards):
+    """A param, so that changing a job's settings reruns exactly that job."""
+    return get_job(wildcards).config_hash
+
+
+def get_dataset_options(wildcards):
+    return dict((config.get("datasets") or {}).get(wildcards.dataset) or {})
+
+
+def get_data_inputs(wildcards):
+    """UCI data sets need the downloaded archive; the others are generated."""
+    if wildcards.dataset in UCI_DATASETS:
+        return {"raw": UCI_RAW}
+    return {}
+
+
+UCI_DATASETS = ("power", "gas", "hepmass", "miniboone", "bsds300")
+UCI_ARCHIVE = "results/downloads/maf_data.tar.gz"
+UCI_RAW = "results/downloads/maf_data"
+
+
+def get_all_models():
+    return [get_model_file(j) for j in JOBS]
+
+
+def get_all_metrics():
+    return [get_metrics_file(j) for j in JOBS]
+
+
+TABLES = [
+    f"results/tables/{name}.{ext}"
+    for name in ("loglik", "timing")
+    for ext in ("csv", "md", "tex")
+]
+RUNS_TABLE = "results/tables/runs.csv"
+
+
+def get_final_outputs():
+    out = [RUNS_TABLE, *TABLES]
+    try:  # the figures of workflow/rules/figures.smk, when it defines them
+        out += list(rules.figures.input)
+    except WorkflowError:
+        pass
+    return out
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes: generous for the cluster, grows on retries."""
+    job = get_job(wildcards)
+    base = 60 if job.objective == "mle" else 30
+    return base * attempt
+
+
+def get_mem_mb(wildcards, attempt):
+    return 3000 * attempt

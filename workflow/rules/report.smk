@@ -1,0 +1,45 @@
+# Tables from MLflow: exactly the runs named by the current metrics files.
+
+
+rule build_tables:
+    input:
+        metrics=get_all_metrics(),
+        mlflow=ancient(MLFLOW_INIT),
+    output:
+        runs=report(
+            RUNS_TABLE,
+            caption="../report/runs.rst",
+            category="Tables",
+        ),
+        loglik_csv="results/tables/loglik.csv",
+        loglik_md=report(
+            "results/tables/loglik.md",
+            caption="../report/loglik.rst",
+            category="Tables",
+        ),
+        loglik_tex="results/tables/loglik.tex",
+        timing_csv="results/tables/timing.csv",
+        timing_md=report(
+            "results/tables/timing.md",
+            caption="../report/timing.rst",
+            category="Tables",
+        ),
+        timing_tex="results/tables/timing.tex",
+    log:
+        "logs/tables.log",
+    conda:
+        "../envs/flowbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        expected_runs=len(JOBS),
+    script:
+        "../scripts/tables.py"
+
+
+rule tables:
+    input:
+        RUNS_TABLE,
+        TABLES,

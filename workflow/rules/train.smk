@@ -1,0 +1,48 @@
+# Training: the MLflow experiment once, then one job per (dataset, flow, seed).
+
+
+rule mlflow_init:
+    output:
+        MLFLOW_INIT,
+    log:
+        "logs/mlflow_init.log",
+    conda:
+        "../envs/flowbench.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        experiment=config["experiment"],
+    script:
+        "../scripts/mlflow_init.py"
+
+
+rule train:
+    input:
+        unpack(get_train_inputs),
+    output:
+        model="results/models/{dataset}/{flow}/seed{seed}/train.json",
+        history="results/models/{dataset}/{flow}/seed{seed}/history.csv",
+        samples="results/models/{dataset}/{flow}/seed{seed}/samples.npy",
+    log:
+        "logs/train/{dataset}/{flow}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{dataset}/{flow}/seed{seed}.tsv"
+    conda:
+        "../envs/flowbench.yaml"
+    threads: 2
+    resources:
+        mem_mb=get_mem_mb,
+        runtime=get_train_runtime,
+    params:
+        experiment=config["experiment"],
+        config_hash=get_config_hash,
+        model_dir=MODEL_DIR,
+    script:
+        "../scripts/train.py"
+
+
+rule train_all:
+    input:
+        get_all_models(),
