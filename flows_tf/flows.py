@@ -4,6 +4,9 @@ Every flow pushes a standard-normal base through a bijector whose ``forward`` ma
 data (TFP's direction); ``log_prob(x)`` runs the inverse. Trainable variables exist as soon as
 a flow is built, so ``trainable_variables`` and ``tf.train.Checkpoint`` work at once. Adding a
 flow is one builder plus one ``FLOWS`` entry; its keyword arguments are its hyperparameters.
+Autoregressive and coupling layers are TFP's, in the one-pass subclasses of
+:mod:`flows_tf.bijectors.onepass` (same maps and values; each conditioner network runs once per
+``log_prob`` instead of twice).
 
 Example:
     >>> x = np.random.randn(100, 2).astype("float32")
@@ -23,7 +26,7 @@ import tf_keras
 from tensorflow_probability import bijectors as tfb
 from tensorflow_probability import distributions as tfd
 
-from flows_tf.bijectors import ActNorm, Planar, Radial
+from flows_tf.bijectors import ActNorm, OnePassMAF, OnePassRealNVP, Planar, Radial
 from flows_tf.bijectors.conditioners import (
     MLP,
     AffineCoupling,
@@ -127,16 +130,14 @@ def _built_made(d, dtype, hidden_units, name):
 
 
 def _made_stack(d, dtype, num_layers, hidden_units, order):
-    """MAF layers (each one ``tfb.MaskedAutoregressiveFlow``) with permutations between them."""
+    """MAF layers (each a one-pass ``tfb.MaskedAutoregressiveFlow``), permutations between."""
     num_layers = _count("num_layers", num_layers)
     hidden_units = _units("hidden_units", hidden_units)
     _choice("order", order, ("reverse", "random"))
     layers = []
     for i in range(num_layers):
         made = _built_made(d, dtype, hidden_units, name=f"made_{i}")
-        layers.append(
-            tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=MADEAffine(made), name=f"maf_{i}")
-        )
+        layers.append(OnePassMAF(shift_and_log_scale_fn=MADEAffine(made), name=f"maf_{i}"))
     return layers, (lambda i: _order(order, d, i))
 
 
@@ -253,7 +254,7 @@ def nice(d, dtype, *, num_layers=4, hidden_units=(1000, 1000, 1000, 1000, 1000))
         masked = k if i % 2 == 0 else -k
         net = MLP(k, hidden_units, d - k, dtype=dtype, name=f"nice_net_{i}")
         layers.append(
-            tfb.RealNVP(
+            OnePassRealNVP(
                 num_masked=masked,
                 bijector_fn=ShiftCoupling(net),
                 is_constant_jacobian=True,
@@ -289,7 +290,7 @@ def realnvp(d, dtype, *, num_layers=5, hidden_units=(512, 512)):
         masked = k if i % 2 == 0 else -k
         net = MLP(k, hidden_units, 2 * (d - k), dtype=dtype, name=f"realnvp_net_{i}")
         layers.append(
-            tfb.RealNVP(
+            OnePassRealNVP(
                 num_masked=masked, bijector_fn=AffineCoupling(net), name=f"affine_coupling_{i}"
             )
         )
@@ -359,7 +360,7 @@ def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None):
                 [
                     ActNorm(channels, dtype=dtype, name=f"actnorm_{i}"),
                     _lu_mixing(channels, dtype, name=f"mixing_{i}"),
-                    tfb.RealNVP(
+                    OnePassRealNVP(
                         num_masked=masked,
                         bijector_fn=AffineCoupling(net),
                         name=f"affine_coupling_{i}",
@@ -379,8 +380,10 @@ def maf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
 
     Map (per layer): ``x_i = z_i exp(s_i(x_{<i})) + t_i(x_{<i})``, bounded ``s``. Density
     (inverse, ``log_prob``) is cheap: one parallel pass; sampling (forward) is sequential, D
-    passes per layer. Uses ``tfb.MaskedAutoregressiveFlow`` with ``tfb.AutoregressiveNetwork``,
-    whose masks are kernel constraints: train it with a tf_keras optimizer.
+    passes per layer. Uses :class:`~flows_tf.bijectors.OnePassMAF` (a
+    ``tfb.MaskedAutoregressiveFlow`` running each MADE once per ``log_prob``, not twice) with
+    ``tfb.AutoregressiveNetwork``, whose masks are kernel constraints: train it with a tf_keras
+    optimizer.
 
     Args:
       d: event size D.
@@ -451,7 +454,7 @@ def nsf(d, dtype, *, num_layers=10, hidden_units=(256, 256), num_bins=8, tail_bo
         masked = k if i % 2 == 0 else -k
         net = MLP(k, hidden_units, (d - k) * (3 * num_bins - 1), dtype=dtype, name=f"nsf_net_{i}")
         layers.append(
-            tfb.RealNVP(
+            OnePassRealNVP(
                 num_masked=masked,
                 bijector_fn=SplineCoupling(net, num_bins, tail_bound),
                 name=f"spline_coupling_{i}",

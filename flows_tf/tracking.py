@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import logging
@@ -77,8 +78,31 @@ def _client():
         _mlflow()
         from mlflow.tracking import MlflowClient
 
-        _CLIENTS[uri] = MlflowClient(uri)
+        with _store_lock(uri):
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # creates / migrates the schema now
+        _CLIENTS[uri] = client
     return _CLIENTS[uri]
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """An exclusive file lock beside an embedded SQLite store (no-op for a server).
+
+    Several processes creating a brand-new store at once race on its schema migrations
+    ("table ... already exists"); serialising creation makes that safe.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///") :]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 _CLIENTS: dict = {}
@@ -135,15 +159,16 @@ def init_experiment(name: str) -> str:
     """
     uri = check_reachable()
     client = _client()
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    location = _artifact_location(uri)
-    if location:
-        Path(location[len("file://") :]).mkdir(parents=True, exist_ok=True)
-    return client.create_experiment(name, artifact_location=location)
+    with _store_lock(uri):
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        location = _artifact_location(uri)
+        if location:
+            Path(location[len("file://") :]).mkdir(parents=True, exist_ok=True)
+        return client.create_experiment(name, artifact_location=location)
 
 
 def experiment_id(name: str) -> str:
@@ -369,7 +394,7 @@ def _tags(job, rule: str | None, data_hash: str | None, extra: dict | None) -> d
     if job.teacher:
         tags["teacher"] = job.teacher
     tags.update(extra or {})
-    return tags
+    return {key: str(value) for key, value in tags.items()}  # a tracking server takes strings only
 
 
 def _read_run_file(model_dir: Path) -> dict | None:

@@ -6,12 +6,25 @@ data to noise (density evaluation). Every bijector here acts on the last axis
 
 - :class:`Planar` (cheap forward; exact numerical inverse), :class:`Radial` (both cheap;
   closed-form inverse), :class:`ActNorm` (both cheap; data-dependent initialisation).
+- :class:`OnePassMAF`, :class:`OnePassRealNVP` (:mod:`flows_tf.bijectors.onepass`): TFP's
+  ``MaskedAutoregressiveFlow`` and ``RealNVP`` evaluating their conditioner once per density
+  evaluation (the log-determinant is cached with the inverse); :func:`stock_twin` rebuilds a
+  flow from TFP's stock classes with the same variables, for comparisons.
 - :mod:`flows_tf.bijectors.conditioners`: ``tf.Module`` networks for ``tfb.RealNVP`` and
   ``tfb.MaskedAutoregressiveFlow``.
 """
 
 from flows_tf.bijectors.actnorm import ActNorm
+from flows_tf.bijectors.onepass import OnePassMAF, OnePassRealNVP, stock_twin
 from flows_tf.bijectors.planar import Planar, planar_u_hat
 from flows_tf.bijectors.radial import Radial
 
-__all__ = ["ActNorm", "Planar", "Radial", "planar_u_hat"]
+__all__ = [
+    "ActNorm",
+    "OnePassMAF",
+    "OnePassRealNVP",
+    "Planar",
+    "Radial",
+    "planar_u_hat",
+    "stock_twin",
+]
