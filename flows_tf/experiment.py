@@ -81,8 +81,17 @@ def make_job(config: dict, dataset: str, flow: str, seed: int) -> Job:
         section = config["distill"]
         teacher = section.get("teacher", "maf")
         builder, hparams = flow_variant(config, section.get("student", "iaf"))
-        return Job(dataset, flow, seed, "distill", builder, hparams,
-                   dict(section.get("training") or {}), dataset_options, teacher)
+        return Job(
+            dataset,
+            flow,
+            seed,
+            "distill",
+            builder,
+            hparams,
+            dict(section.get("training") or {}),
+            dataset_options,
+            teacher,
+        )
     objective = "vi" if dataset in (config.get("vi") or {}).get("datasets", []) else "mle"
     builder, hparams = flow_variant(config, flow)
     training = dict((config.get(objective) or {}).get("training") or {})

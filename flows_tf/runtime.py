@@ -11,8 +11,13 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def configure(threads: int = 2, *, intra_op: int | None = None, inter_op: int | None = None,
-              deterministic: bool = True) -> dict:
+def configure(
+    threads: int = 2,
+    *,
+    intra_op: int | None = None,
+    inter_op: int | None = None,
+    deterministic: bool = True,
+) -> dict:
     """Set TF thread pools and determinism; returns the settings to record with a run.
 
     Training at batch 512 runs fastest with intra-op 1 / inter-op 2 on two cores, so by
@@ -28,8 +33,10 @@ def configure(threads: int = 2, *, intra_op: int | None = None, inter_op: int | 
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError as err:  # TF already initialised: keep going, but say so
-        current = (tf.config.threading.get_intra_op_parallelism_threads(),
-                   tf.config.threading.get_inter_op_parallelism_threads())
+        current = (
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        )
         if current != (intra, inter):
             raise RuntimeError(
                 f"TensorFlow was initialised before runtime.configure(): threads are "
@@ -38,5 +45,9 @@ def configure(threads: int = 2, *, intra_op: int | None = None, inter_op: int | 
     if deterministic:
         tf.config.experimental.enable_op_determinism()
         tf.config.optimizer.set_experimental_options({"dependency_optimization": False})
-    return {"threads": threads, "intra_op_threads": intra, "inter_op_threads": inter,
-            "deterministic": deterministic}
+    return {
+        "threads": threads,
+        "intra_op_threads": intra,
+        "inter_op_threads": inter,
+        "deterministic": deterministic,
+    }

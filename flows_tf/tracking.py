@@ -47,6 +47,7 @@ __all__ = [
     "job_run",
     "reopen_run",
     "active_runs",
+    "log_summary_artifacts",
     "load_runs",
     "flatten",
     "git_commit",
@@ -539,6 +540,29 @@ def load_runs(run_ids: list[str]) -> list[dict]:
             }
         )
     return out
+
+
+SUMMARY_TAG = "flowbench.summary"
+
+
+def log_summary_artifacts(paths, experiment: str, artifact_path: str = "figures") -> str:
+    """Log tables and figures to the experiment's one summary run (made on first use).
+
+    The run is tagged ``flowbench.summary`` so the MLflow UI shows the figures beside the job
+    runs; regenerating the figures replaces the files of the same summary run.
+    """
+    client = _client()
+    exp_id = experiment_id(experiment)
+    found = client.search_runs([exp_id], f"tags.`{SUMMARY_TAG}` = 'true'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        tags = {SUMMARY_TAG: "true", "mlflow.runName": "summary", "git_commit": git_commit()}
+        run_id = client.create_run(exp_id, tags=tags).info.run_id
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 class _FlowModelMethods:

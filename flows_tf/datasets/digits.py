@@ -52,6 +52,15 @@ def to_model_space(pixels: np.ndarray, logit: bool, alpha: float) -> np.ndarray:
     return np.log(y) - np.log1p(-y)
 
 
+def to_pixel_space(x_model: np.ndarray, pixel_space: dict) -> np.ndarray:
+    """Inverse of :func:`to_model_space`: p = L (sigmoid(z) - alpha) / (1 - 2 alpha), or p = L z."""
+    scaled = np.asarray(x_model, dtype=np.float64)
+    if pixel_space.get("logit"):
+        alpha = pixel_space["alpha"]
+        scaled = (np.exp(-np.logaddexp(0.0, -scaled)) - alpha) / (1.0 - 2.0 * alpha)
+    return scaled * pixel_space["levels"]
+
+
 def log_dz_dpixel(x_model: np.ndarray, pixel_space: dict) -> np.ndarray:
     """sum_i log |dz_i / dp_i| per example, for model-space points x_model (N, D)."""
     x_model = np.asarray(x_model, dtype=np.float64)

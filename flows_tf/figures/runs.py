@@ -12,6 +12,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from flows_tf.datasets.digits import to_pixel_space
 from flows_tf.figures._base import (
     STUDENT,
     datasets_of,
@@ -135,22 +136,14 @@ def _image_shape(meta: dict | None, dim: int) -> tuple[int, int] | None:
 
 
 def _to_pixels(meta: dict | None, z: np.ndarray) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """Model-space samples z -> dequantized pixels p in ``[0, levels)``, with that range.
+    """Model-space samples z -> dequantized pixels in ``[0, levels)``, with that range.
 
-    Inverts the data set's map to model space (``flows_tf.datasets.digits``):
-    ``z = p / L`` or ``z = logit(alpha + (1 - 2 alpha) p / L)`` with ``L = levels``, so
-    ``p = L (sigmoid(z) - alpha) / (1 - 2 alpha)``. Without ``pixel_space`` the samples are
-    returned as they are (range None).
+    Without ``pixel_space`` in the meta the samples are returned as they are (range None).
     """
     pixel = (meta or {}).get("pixel_space")
     if not pixel:
         return np.asarray(z, dtype=float), None
-    levels = float(pixel["levels"])
-    scaled = np.asarray(z, dtype=float)
-    if pixel.get("logit"):
-        alpha = float(pixel["alpha"])
-        scaled = (np.exp(-np.logaddexp(0.0, -scaled)) - alpha) / (1.0 - 2.0 * alpha)
-    return scaled * levels, (0.0, levels)
+    return to_pixel_space(z, pixel), (0.0, float(pixel["levels"]))
 
 
 def _mosaic(images: np.ndarray, shape: tuple[int, int], per_row: int) -> np.ndarray:

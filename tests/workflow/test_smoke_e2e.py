@@ -8,7 +8,7 @@ import pytest
 import yaml
 from snakerun import run_snakemake
 
-from flows_tf import experiment
+from flows_tf import experiment, tracking
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +24,14 @@ RUN = (
 THREADS = ("--set-threads", "train=1", "evaluate=1")
 
 
-def _runs(uri, name):
+def _client(uri):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
+    return MlflowClient(uri)
+
+
+def _runs(uri, name):
+    client = _client(uri)
     exp = client.get_experiment_by_name(name)
     return client.search_runs([exp.experiment_id], max_results=1000)
 
@@ -50,6 +54,11 @@ def test_smoke_end_to_end(project, tmp_path):
     }
 
     runs = _runs(uri, config["experiment"])
+    summary = [r for r in runs if r.data.tags.get(tracking.SUMMARY_TAG) == "true"]
+    runs = [r for r in runs if r not in summary]
+    assert len(summary) == 1  # the figures, logged once to the summary run
+    logged = {a.path for a in _client(uri).list_artifacts(summary[0].info.run_id, "figures")}
+    assert "figures/loglik_vs_time.png" in logged
     assert sorted(r.data.tags["job_key"] for r in runs) == sorted(keys)  # each exactly once
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert set(table["mlflow_run_id"]) == {r.info.run_id for r in runs}

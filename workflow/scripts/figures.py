@@ -22,11 +22,5 @@ with jobs.log_to(sm.log[0]):
     )
     paths = [p for pair in written.values() for p in pair]
     print("wrote", *paths, sep="\n  ")
-    log_summary = getattr(tracking, "log_summary_artifacts", None)
-    if log_summary is None:
-        print(
-            "flows_tf.tracking has no log_summary_artifacts(paths, experiment): "
-            "figures not logged to MLflow"
-        )
-    else:
-        log_summary(paths, sm.params.experiment)
+    run_id = tracking.log_summary_artifacts(paths, sm.params.experiment)
+    print("logged to MLflow summary run", run_id)
