@@ -6,6 +6,7 @@ Keras 3, quieter C++ logs); it never imports TensorFlow itself.
 """
 
 import os
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,16 +33,20 @@ def configure(
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-    except RuntimeError as err:  # TF already initialised: keep going, but say so
+    except RuntimeError:  # TF already initialised (e.g. a second job in one process)
         current = (
             tf.config.threading.get_intra_op_parallelism_threads(),
             tf.config.threading.get_inter_op_parallelism_threads(),
         )
         if current != (intra, inter):
-            raise RuntimeError(
-                f"TensorFlow was initialised before runtime.configure(): threads are "
-                f"{current}, wanted {(intra, inter)}"
-            ) from err
+            warnings.warn(
+                f"TensorFlow was initialised before runtime.configure(): its thread pools stay "
+                f"(intra, inter) = {current} (0: TF's default), not {(intra, inter)}; "
+                "the run records the pools in effect",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            intra, inter = current
     if deterministic:
         tf.config.experimental.enable_op_determinism()
         tf.config.optimizer.set_experimental_options({"dependency_optimization": False})
