@@ -325,9 +325,11 @@ def evaluate_job(
         true = datasets.true_log_prob(job.dataset, test, **job.dataset_options)
         if true is not None:
             metrics["true_test_loglik"] = float(np.mean(true))
-        if meta.get("pixel_space"):
+        if meta.get("pixel_space"):  # images: report in pixel space, as image-flow papers do
             pixel = datasets.pixel_loglik(meta, test, per_example)
-            metrics["test_loglik_pixel"] = float(np.mean(pixel))
+            metrics["test_loglik_model"] = metrics["test_loglik"]
+            metrics["test_loglik"] = float(np.mean(pixel))
+            metrics["test_loglik_se"] = float(np.std(pixel, ddof=1) / np.sqrt(len(pixel)))
             metrics["bits_per_dim"] = float(np.mean(datasets.bits_per_dim(meta, pixel)))
         if job.objective == "distill":
             teacher = _load_teacher(teacher_dir)

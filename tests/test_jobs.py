@@ -94,6 +94,9 @@ def test_mle_job_on_digits_writes_files_and_pixel_space_metrics(workdir):
     ):
         assert key in on_disk, key
     assert np.isfinite(on_disk["bits_per_dim"]) and on_disk["bits_per_dim"] > 0
+    # images report log-likelihoods in pixel space: bits/dim is the same number in other units
+    assert on_disk["bits_per_dim"] == pytest.approx(-on_disk["test_loglik"] / (64 * np.log(2)))
+    assert on_disk["test_loglik_model"] != pytest.approx(on_disk["test_loglik"])
     assert on_disk["n_params"] == 64 + 64 * 65 // 2  # mean + Cholesky factor
     assert on_disk["elbo"] is None  # not a VI job: null, not a made-up number
     # the pools in effect are recorded (TF may already run with others earlier in this process)
