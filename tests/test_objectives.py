@@ -93,6 +93,7 @@ def test_each_objective_decreases_its_loss(tmp_path):
         settings={"batch_size": 128, "steps": 150, "log_every": 25, "learning_rate": 1e-2},
     )
     _decreased(result.history, 0.5)
+    assert result.traces == 1  # the annealed step takes beta as a tensor: no retrace per step
 
     student = build_flow("iaf", [2], **SMALL)
     result = train.fit(
@@ -104,3 +105,4 @@ def test_each_objective_decreases_its_loss(tmp_path):
         settings={"batch_size": 128, "steps": 150, "log_every": 25, "learning_rate": 1e-2},
     )
     _decreased(result.history, 0.2)
+    assert result.traces == 1
