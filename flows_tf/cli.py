@@ -92,40 +92,25 @@ def _cmd_init(args, config):
     print(tracking.init_experiment(config["experiment"]), tracking.tracking_uri())
 
 
-def _cmd_train(args, config):
+def _cmd_job(args, config):
+    """Train or evaluate one job of the grid, exactly as the Snakemake rules do."""
     threads = runtime.configure(args.threads)
     from flows_tf import jobs
 
     job = _job(args, config)
     p = _paths(args, job)
-    jobs.train_job(
-        job,
-        data_dir=p["data_dir"],
-        model_dir=p["model_dir"],
-        experiment=config["experiment"],
-        threads=threads,
-        teacher_dir=p["teacher_dir"],
-        rule="cli",
-        evaluation=config.get("evaluation"),
-    )
-
-
-def _cmd_evaluate(args, config):
-    threads = runtime.configure(args.threads)
-    from flows_tf import jobs
-
-    job = _job(args, config)
-    p = _paths(args, job)
-    jobs.evaluate_job(
-        job,
-        data_dir=p["data_dir"],
-        model_dir=p["model_dir"],
-        metrics_path=p["metrics"],
-        threads=threads,
-        teacher_dir=p["teacher_dir"],
-        rule="cli",
-        evaluation=config.get("evaluation"),
-    )
+    common = {
+        "data_dir": p["data_dir"],
+        "model_dir": p["model_dir"],
+        "threads": threads,
+        "teacher_dir": p["teacher_dir"],
+        "rule": "cli",
+        "evaluation": config.get("evaluation"),
+    }
+    if args.command == "train":
+        jobs.train_job(job, experiment=config["experiment"], **common)
+    else:
+        jobs.evaluate_job(job, metrics_path=p["metrics"], **common)
 
 
 def _cmd_tables(args, config):
@@ -143,8 +128,8 @@ COMMANDS = {
     "list": _cmd_list,
     "prepare": _cmd_prepare,
     "init-mlflow": _cmd_init,
-    "train": _cmd_train,
-    "evaluate": _cmd_evaluate,
+    "train": _cmd_job,
+    "evaluate": _cmd_job,
     "tables": _cmd_tables,
 }
 
