@@ -32,7 +32,14 @@ from pathlib import Path
 from flows_tf import experiment as _experiment
 from flows_tf import modelio, tracking
 
-__all__ = ["EVALUATION_DEFAULTS", "train_job", "evaluate_job", "log_to", "job_params"]
+__all__ = [
+    "EVALUATION_DEFAULTS",
+    "train_job",
+    "evaluate_job",
+    "rule_arguments",
+    "log_to",
+    "job_params",
+]
 
 EVALUATION_DEFAULTS = {
     "batch_size": 4096,  # rows per compiled log_prob call
@@ -135,6 +142,19 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(_json_safe(obj), indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+def rule_arguments(sm) -> dict:
+    """The job and paths a Snakemake train or evaluate rule hands to train_job / evaluate_job."""
+    w = sm.wildcards
+    inputs = sm.input.keys()
+    return {
+        "job": _experiment.make_job(sm.config, w.dataset, w.flow, int(w.seed)),
+        "data_dir": Path(sm.input.meta).parent if "meta" in inputs else None,
+        "teacher_dir": Path(sm.input.teacher).parent if "teacher" in inputs else None,
+        "model_dir": sm.params.model_dir,
+        "rule": sm.rule,
+    }
 
 
 def train_job(
