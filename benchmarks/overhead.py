@@ -2,8 +2,8 @@
 
 The fixed cost is what every train or evaluate job pays before its own work: interpreter start,
 ``runtime.configure`` (TensorFlow's import), TFP and the flows_tf training modules, MLflow's
-import and client set-up on the tracking store, and interpreter teardown. It is timed by running
-that skeleton in fresh processes. The run's job times are the ``s`` column of the Snakemake
+import and client set-up on the tracking store, and the process end (``runtime.exit_now``, as
+the job scripts end). It is timed by running that skeleton in fresh processes. The run's job times are the ``s`` column of the Snakemake
 ``benchmark:`` files under ``<project>/benchmarks/{rule}/...``.
 
 Usage (after a workflow run in ``PROJECT``, with the tracking URI it used):
@@ -34,6 +34,7 @@ tracking._client()
 tracking.init_experiment("overhead-probe")
 t3 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.3f}")
+runtime.exit_now()  # as the job scripts end
 """
 
 

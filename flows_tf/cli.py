@@ -14,12 +14,11 @@ before TensorFlow starts.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from flows_tf import runtime
 
-__all__ = ["main", "load_config"]
+__all__ = ["main", "run", "load_config"]
 
 SCHEMA = Path("workflow/schemas/config.schema.yaml")
 
@@ -157,5 +156,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def run() -> None:
+    """The console entry point: :func:`main`, then a fast process end (errors raise first)."""
+    runtime.exit_now(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

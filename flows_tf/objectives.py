@@ -8,7 +8,7 @@ Every loss is a scalar to *minimise* and takes a flow built by :func:`flows_tf.b
   ``beta_t = min(1, 0.01 + t / T)`` (Rezende and Mohamed, 2015, arXiv:1505.05770).
 - :func:`distillation_loss`: ``KL(q_student || p_teacher) = E_q[log q(x) - log p(x)]`` on the
   student's own samples (probability density distillation, van den Oord et al., 2017,
-  arXiv:1711.10433).
+  arXiv:1711.10433), optionally annealed the same way (``beta_t log p``).
 
 The reverse-KL and distillation losses draw ``x`` and ``log q(x)`` from one forward pass
 (:func:`sample_and_log_prob`): ``z ~ N(0, I)``, ``x = f(z)``,
@@ -105,17 +105,21 @@ def reverse_kl_loss(flow, log_target, n, *, beta=1.0, seed=None):
     return tf.reduce_mean(log_q - tf.cast(beta, log_q.dtype) * log_p)
 
 
-def distillation_loss(student, teacher, n, *, seed=None):
+def distillation_loss(student, teacher, n, *, beta=1.0, seed=None):
     """``KL(student || teacher) = E_q[log q(x) - log p_teacher(x)]`` on the student's samples.
 
     The student's ``log q`` comes from the pass that produced ``x``; the teacher is only
     evaluated (``teacher.log_prob``, one parallel pass for a MAF). Gradients reach the teacher's
-    variables too, so train on ``student.trainable_variables`` only.
+    variables too, so train on ``student.trainable_variables`` only. With ``beta < 1`` the loss
+    is ``E_q[log q - beta log p]``, the KL to the tempered ``p^beta`` up to a constant: early
+    in training the entropy term keeps the student wide, so reverse KL (mode-seeking) does not
+    lock onto the first modes it meets.
 
     Args:
         student: flow with a cheap forward direction (e.g. IAF).
         teacher: trained flow with a cheap density (e.g. MAF).
         n: Monte Carlo sample size.
+        beta: inverse temperature (see :func:`anneal_beta`); 1 is the plain KL.
         seed: stateless seed for the samples.
 
     Example:
@@ -126,4 +130,5 @@ def distillation_loss(student, teacher, n, *, seed=None):
         arXiv:1711.10433.
     """
     x, log_q = sample_and_log_prob(student, n, seed=seed)
-    return tf.reduce_mean(log_q - teacher.log_prob(x))
+    log_p = tf.cast(teacher.log_prob(x), log_q.dtype)
+    return tf.reduce_mean(log_q - tf.cast(beta, log_q.dtype) * log_p)

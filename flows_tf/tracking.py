@@ -226,7 +226,11 @@ def flatten(obj, prefix: str = "") -> dict[str, str]:
 
 
 class RunLogger:
-    """Logs to one open run; metrics are buffered and sent with ``MlflowClient.log_batch``."""
+    """Logs to one open run; metrics are buffered and sent with ``MlflowClient.log_batch``.
+
+    Every call is synchronous (even with ``MLFLOW_ENABLE_ASYNC_LOGGING``): once it returns the
+    store holds the values, so a finished job may end its process at once.
+    """
 
     def __init__(self, run_id: str, resumed: bool = False):
         self.run_id = run_id
@@ -238,7 +242,9 @@ class RunLogger:
     def set_tags(self, tags: dict) -> None:
         from mlflow.entities import RunTag
 
-        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._client.log_batch(
+            self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True
+        )
 
     def log_params(self, params: dict) -> None:
         """Flattened params; on a resumed run only the ones not logged yet (params are
@@ -249,7 +255,7 @@ class RunLogger:
         have = self._client.get_run(self.run_id).data.params
         items = [Param(k, v[:6000]) for k, v in flat.items() if k not in have]
         for i in range(0, len(items), 100):
-            self._client.log_batch(self.run_id, params=items[i : i + 100])
+            self._client.log_batch(self.run_id, params=items[i : i + 100], synchronous=True)
 
     def log_metrics(self, metrics: dict, step: int = 0, flush: bool = False) -> None:
         """Buffer finite numeric metrics at ``step``; sent every 500 values or 10 s."""
@@ -267,7 +273,7 @@ class RunLogger:
     def flush(self) -> None:
         while self._buffer:
             chunk, self._buffer = self._buffer[:_BATCH], self._buffer[_BATCH:]
-            self._client.log_batch(self.run_id, metrics=chunk)
+            self._client.log_batch(self.run_id, metrics=chunk, synchronous=True)
         self._last_flush = time.monotonic()
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:

@@ -43,7 +43,7 @@ DEFAULT_SETTINGS = {
     "weight_decay": 0.0,  # decoupled (AdamW-style), 0: off
     "lr_schedule": "constant",  # or "cosine" (to 0 over the run's total steps)
     "steps": 1000,  # vi, distill
-    "anneal_steps": 0,  # vi: T of beta_t = min(1, 0.01 + t/T); 0: no annealing
+    "anneal_steps": 0,  # vi, distill: T of beta_t = min(1, 0.01 + t/T); 0: no annealing
     "checkpoint_every": 500,  # steps; checkpoints are also written at each epoch end
     "on_nonfinite": "fail",  # or "retry": restore the last checkpoint and halve the lr
     "max_retries": 3,
@@ -315,16 +315,13 @@ def fit(
 
         def loss_fn(x):
             return objectives.mle_loss(flow, x)
-    elif job_objective == "vi":
+    else:  # vi and distill: the student's own samples at an annealed inverse temperature
         signature = [tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float64)]
 
         def loss_fn(step_seed, beta):
-            return objectives.reverse_kl_loss(flow, target, batch, beta=beta, seed=step_seed)
-    else:
-        signature = [tf.TensorSpec([2], tf.int32)]
-
-        def loss_fn(step_seed):
-            return objectives.distillation_loss(flow, teacher, batch, seed=step_seed)
+            if job_objective == "vi":
+                return objectives.reverse_kl_loss(flow, target, batch, beta=beta, seed=step_seed)
+            return objectives.distillation_loss(flow, teacher, batch, beta=beta, seed=step_seed)
 
     @tf.function(input_signature=signature)
     def train_step(*args):
@@ -443,31 +440,24 @@ def fit(
         while int(state.step.numpy()) < total_steps:
             step = int(state.step.numpy())
             step_seed = tf.constant([seed % 2**31, step], tf.int32)
-            if job_objective == "vi":
-                beta = objectives.anneal_beta(step, s["anneal_steps"])
-                loss = checked_step(step_seed, tf.constant(float(beta), tf.float64))
-            else:
-                beta = None
-                loss = checked_step(step_seed)
+            beta = float(objectives.anneal_beta(step, s["anneal_steps"]))
+            loss = checked_step(step_seed, tf.constant(beta, tf.float64))
             state.epoch_step.assign_add(1)
             line(loss)
             step += 1
             recorded = step % log_every == 0 or step == total_steps
             if recorded:
                 mean_loss = float(state.loss_sum.numpy()) / int(state.epoch_step.numpy())
-                metrics = {"loss": mean_loss, "lr": current_lr()}
-                if beta is not None:
-                    metrics["beta"] = float(beta)
                 history.append(
                     {
                         "step": step,
                         "epoch": 0,
                         "train_loss": mean_loss,
                         "val_loglik": None,
-                        **({"beta": float(beta)} if beta else {}),
+                        "beta": beta,
                     }
                 )
-                record(step, metrics)
+                record(step, {"loss": mean_loss, "lr": current_lr(), "beta": beta})
                 state.final_loss.assign(mean_loss)
                 state.loss_sum.assign(0.0)
                 state.epoch_step.assign(0)

@@ -55,6 +55,19 @@ def test_distillation_from_itself_is_zero_and_gradient_reaches_student_only():
     assert any(float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads if g is not None)
 
 
+def test_annealed_distillation_tempers_only_the_teacher():
+    train.set_seeds(4)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
+    student = build_flow("iaf", [2], dtype=tf.float64, **SMALL)
+    x, log_q = objectives.sample_and_log_prob(student, 64, seed=[2, 5])
+    log_p = teacher.log_prob(tf.identity(x))
+    annealed = objectives.distillation_loss(student, teacher, 64, beta=0.3, seed=[2, 5])
+    assert float(annealed) == pytest.approx(float(tf.reduce_mean(log_q - 0.3 * log_p)), abs=1e-9)
+    assert float(objectives.distillation_loss(student, teacher, 64, seed=[2, 5])) == (
+        pytest.approx(float(tf.reduce_mean(log_q - log_p)), abs=1e-9)
+    )
+
+
 def _gaussian_data(n, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 2)) * [0.5, 1.5] + [2.0, -1.0]

@@ -12,3 +12,4 @@ with jobs.log_to(sm.log[0]):
         threads=threads,
         evaluation=sm.config.get("evaluation"),
     )
+runtime.exit_now()  # outputs are closed: skip TensorFlow's teardown
