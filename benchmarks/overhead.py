@@ -1,10 +1,12 @@
 """Fixed cost of a pipeline job as a fraction of a finished Snakemake run's total job time.
 
-The fixed cost is what every train or evaluate job pays before its own work: interpreter start,
-``runtime.configure`` (TensorFlow's import), TFP and the flows_tf training modules, MLflow's
-import and client set-up on the tracking store, and the process end (``runtime.exit_now``, as
-the job scripts end). It is timed by running that skeleton in fresh processes. The run's job times are the ``s`` column of the Snakemake
-``benchmark:`` files under ``<project>/benchmarks/{rule}/...``.
+The fixed cost is what every train or evaluate job pays besides its own work: interpreter
+start, ``runtime.configure`` (TensorFlow's import), TFP and the flows_tf training modules,
+MLflow's import and client set-up on the tracking store, and the process end
+(``runtime.exit_now``, as the job scripts end). It is timed by running that skeleton in fresh
+processes, alternating with the same skeleton ending by Python's normal teardown. The run's job
+times are the ``s`` column of the Snakemake ``benchmark:`` files under
+``<project>/benchmarks/{rule}/...``.
 
 Usage (after a workflow run in ``PROJECT``, with the tracking URI it used):
     MLFLOW_TRACKING_URI=sqlite:////tmp/x.db .venv/bin/python benchmarks/overhead.py PROJECT
@@ -25,6 +27,8 @@ import time
 t0 = time.perf_counter()
 from flows_tf import runtime
 runtime.configure(2)
+import tensorflow as tf
+tf.reduce_sum(tf.ones([4])).numpy()  # an initialised runtime, as after a job's work
 t1 = time.perf_counter()
 import tensorflow_probability  # noqa: F401
 from flows_tf import evaluate, flows, train  # noqa: F401
@@ -33,23 +37,32 @@ from flows_tf import tracking
 tracking._client()
 tracking.init_experiment("overhead-probe")
 t3 = time.perf_counter()
-print(f"{t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.3f}")
-runtime.exit_now()  # as the job scripts end
+print(f"{t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.3f}", flush=True)
+if END_NOW:
+    runtime.exit_now()  # as the job scripts end
 """
 
 
 def fixed_cost(repeats, env):
-    """Median wall seconds of the job skeleton and of its parts (TF, TFP+flows_tf, MLflow)."""
-    walls, parts = [], []
+    """Median wall seconds of the job skeleton ending as jobs do (``exit_now``) and of its parts
+    (TF, TFP+flows_tf, MLflow); plus the median wall of the same skeleton ending with Python's
+    normal teardown, the two alternated so that load changes hit both alike."""
+    walls, plain, parts = [], [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", SKELETON], env=env, capture_output=True, text=True, check=True
-        )
-        walls.append(time.perf_counter() - t0)
-        parts.append([float(v) for v in out.stdout.split()[-3:]])
+        for end_now, into in ((True, walls), (False, plain)):
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", f"END_NOW = {end_now}\n" + SKELETON],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            into.append(time.perf_counter() - t0)
+            if end_now:
+                parts.append([float(v) for v in out.stdout.split()[-3:]])
     cols = list(zip(*parts, strict=True))
-    return statistics.median(walls), [statistics.median(c) for c in cols]
+    return statistics.median(walls), statistics.median(plain), [statistics.median(c) for c in cols]
 
 
 def job_seconds(project):
@@ -72,7 +85,7 @@ def main(argv=None):
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     with tempfile.TemporaryDirectory() as tmp:
         env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/probe.db")
-        wall, (t_tf, t_tfp, t_mlflow) = fixed_cost(args.repeats, env)
+        wall, plain, (t_tf, t_tfp, t_mlflow) = fixed_cost(args.repeats, env)
     total = sum(s for _, s in jobs)
     by_rule = {}
     for rule, s in jobs:
@@ -86,6 +99,10 @@ def main(argv=None):
         f"fixed cost per job {wall:.1f} s (TF import+configure {t_tf:.1f} s, TFP+flows_tf "
         f"{t_tfp:.1f} s, MLflow import+set-up {t_mlflow:.1f} s, rest: start and teardown "
         f"{wall - t_tf - t_tfp - t_mlflow:.1f} s)"
+    )
+    print(
+        f"normal interpreter teardown instead of runtime.exit_now: {plain:.1f} s per job "
+        f"({plain - wall:+.1f} s)"
     )
     print(f"fixed cost fraction: {len(jobs) * wall / total:.1%} of total job time")
 
