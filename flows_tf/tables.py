@@ -1,14 +1,18 @@
-"""Comparison tables from MLflow runs: tidy runs, test log-likelihood and timing.
+"""Comparison tables from MLflow runs: tidy runs, test log-likelihood, VI fit and timing.
 
 :func:`runs_frame` reads the metrics JSON files the workflow wrote, fetches exactly the MLflow
 runs they name, checks that every job has one finished, non-superseded run, and returns one
 row per job. :func:`loglik_table` formats mean test log-likelihood +- 2 standard errors per
 (flow, dataset), averaged over seeds, best per dataset in bold (as Table 1 of the MAF paper);
-:func:`timing_table` gives seconds per 1,000 samples and per 1,000 density evaluations.
+:func:`vi_table` the same for ``KL(q || p)`` of the variational fits per energy target (lowest
+in bold); :func:`timing_table` gives seconds per 1,000 samples and per 1,000 density
+evaluations.
 
 Averaging over seeds: with per-seed means ``m_s`` and standard errors ``se_s`` (S seeds), the
 cell is ``mean(m_s) +- 2 sqrt(sum se_s^2) / S``, the standard error of the average of S
-independent estimates.
+independent estimates. The VI cell is ``mean(KL_s) +- 2 std(KL_s) / sqrt(S)``, the spread over
+seeds (each KL is a Monte Carlo estimate on ``vi_samples`` draws of q, by default 10,000, whose
+error is far smaller).
 
 Example:
     >>> runs = runs_frame(sorted(Path("results/metrics").rglob("*.json")))  # doctest: +SKIP
@@ -35,6 +39,7 @@ __all__ = [
     "TableError",
     "runs_frame",
     "loglik_table",
+    "vi_table",
     "timing_table",
     "to_markdown",
     "to_latex",
@@ -49,6 +54,8 @@ COLUMNS = [
 ]  # fmt: skip
 _TAGS = ("dataset", "flow", "builder", "objective")
 OBJECTIVE_ORDER = ("mle", "distill", "vi")  # row order of the tables
+CELL_COLUMNS = ["dataset", "flow", "n_seeds", "mean", "two_se", "best"]
+WIDE = ("loglik", "vi")  # tables drawn flows x data sets, best cell in bold
 
 
 class TableError(RuntimeError):
@@ -146,8 +153,31 @@ def loglik_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "two_se": 2.0 * math.sqrt(float(np.sum(se**2))) / len(g),
             }
         )
-    table = pd.DataFrame(rows, columns=["dataset", "flow", "n_seeds", "mean", "two_se"])
+    table = pd.DataFrame(rows, columns=CELL_COLUMNS[:-1])
     table["best"] = table["mean"] == table.groupby("dataset")["mean"].transform("max")
+    return table
+
+
+def vi_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Long table (dataset, flow, n_seeds, mean, two_se, best) of ``KL(q || p)`` in nats for
+    the VI runs, per (energy target, flow): mean over seeds +- 2 standard errors across seeds
+    (NaN for one seed); ``best`` is the lowest mean per target."""
+    data = runs[(runs["objective"] == "vi") & np.isfinite(runs["kl_to_target"].astype(float))]
+    rows = []
+    for (dataset, flow), g in data.groupby(["dataset", "flow"], sort=False):
+        kl = g["kl_to_target"].astype(float).to_numpy()
+        spread = 2.0 * float(np.std(kl, ddof=1)) / math.sqrt(len(kl)) if len(kl) > 1 else math.nan
+        rows.append(
+            {
+                "dataset": dataset,
+                "flow": flow,
+                "n_seeds": len(kl),
+                "mean": float(kl.mean()),
+                "two_se": spread,
+            }
+        )
+    table = pd.DataFrame(rows, columns=CELL_COLUMNS[:-1])
+    table["best"] = table["mean"] == table.groupby("dataset")["mean"].transform("min")
     return table
 
 
@@ -167,15 +197,15 @@ def _wide(table: pd.DataFrame, fmt) -> tuple[list[str], list[str], dict]:
     return flows, datasets, cells
 
 
-def _loglik_cell(r, bold: str) -> str:
-    text = f"{r.mean:.2f} ± {r.two_se:.2f}"
+def _cell(r, bold: str) -> str:
+    text = f"{r.mean:.2f} ± {r.two_se:.2f}" if math.isfinite(r.two_se) else f"{r.mean:.2f}"
     return bold.format(text) if r.best else text
 
 
 def to_markdown(table: pd.DataFrame, kind: str = "loglik") -> str:
-    """A Markdown table: flows as rows, data sets as columns (loglik) or a long table."""
-    if kind == "loglik":
-        flows, datasets, cells = _wide(table, lambda r: _loglik_cell(r, "**{}**"))
+    """A Markdown table: flows as rows, data sets as columns (loglik, vi) or a long table."""
+    if kind in WIDE:
+        flows, datasets, cells = _wide(table, lambda r: _cell(r, "**{}**"))
         lines = ["| flow | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
         for f in flows:
             lines.append(f"| {f} | " + " | ".join(cells.get((f, d), "–") for d in datasets) + " |")
@@ -189,9 +219,9 @@ def _tex_escape(text: str) -> str:
 
 def to_latex(table: pd.DataFrame, kind: str = "loglik") -> str:
     """A booktabs LaTeX tabular (best per data set in ``\\textbf``)."""
-    if kind == "loglik":
+    if kind in WIDE:
         flows, datasets, cells = _wide(
-            table, lambda r: _loglik_cell(r, r"\textbf{{{}}}").replace("±", r"$\pm$")
+            table, lambda r: _cell(r, r"\textbf{{{}}}").replace("±", r"$\pm$")
         )
         header = ["flow", *datasets]
         body = [[f, *(cells.get((f, d), "--") for d in datasets)] for f in flows]
@@ -208,7 +238,7 @@ def to_latex(table: pd.DataFrame, kind: str = "loglik") -> str:
         r"\midrule",
     ]
     lines += [
-        " & ".join(_tex_escape(c) if i == 0 or kind != "loglik" else c for i, c in enumerate(row))
+        " & ".join(_tex_escape(c) if i == 0 or kind not in WIDE else c for i, c in enumerate(row))
         + r" \\"
         for row in body
     ]
@@ -217,13 +247,15 @@ def to_latex(table: pd.DataFrame, kind: str = "loglik") -> str:
 
 
 def write_all(runs: pd.DataFrame, runs_path) -> dict[str, Path]:
-    """Write ``runs.csv`` and ``{loglik,timing}.{csv,md,tex}`` beside it; returns the paths."""
+    """Write ``runs.csv`` and ``{loglik,vi,timing}.{csv,md,tex}`` beside it; returns the paths."""
     runs_path = Path(runs_path)
     out_dir = runs_path.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     runs.to_csv(runs_path, index=False)
     written = {"runs": runs_path}
-    for kind, table in (("loglik", loglik_table(runs)), ("timing", timing_table(runs))):
+    kinds = {"loglik": loglik_table, "vi": vi_table, "timing": timing_table}
+    for kind, make in kinds.items():
+        table = make(runs)
         paths = {ext: out_dir / f"{kind}.{ext}" for ext in ("csv", "md", "tex")}
         table.to_csv(paths["csv"], index=False)
         paths["md"].write_text(to_markdown(table, kind))

@@ -127,6 +127,7 @@ def _frame():
             "objective": "vi",
             "test_loglik": float("nan"),
             "test_loglik_se": float("nan"),
+            "kl_to_target": 0.3,
         }
     )
     return pd.DataFrame(rows)
@@ -157,11 +158,35 @@ def test_markdown_and_latex_bold_the_best():
     assert tex.startswith(r"\begin{tabular}{lrr}")
 
 
+def test_vi_table_mean_spread_over_seeds_and_lowest_kl_is_best():
+    kl = {("u1", "planar_k2"): [0.9, 0.86, 0.89], ("u1", "iaf"): [0.1, 0.3, 0.2]}
+    kl[("u2", "iaf")] = [0.05]
+    runs = pd.DataFrame(
+        [
+            {"dataset": d, "flow": f, "seed": s, "objective": "vi", "kl_to_target": v}
+            for (d, f), values in kl.items()
+            for s, v in enumerate(values)
+        ]
+        + [{"dataset": "moons", "flow": "maf", "seed": 0, "objective": "mle", "kl_to_target": 9}]
+    )
+    table = tables.vi_table(runs).set_index(["dataset", "flow"])
+    assert "moons" not in table.index.get_level_values(0)  # only VI runs
+    iaf = table.loc[("u1", "iaf")]
+    assert iaf["mean"] == pytest.approx(0.2) and iaf["n_seeds"] == 3
+    assert iaf["two_se"] == pytest.approx(2 * 0.1 / math.sqrt(3))
+    assert bool(iaf["best"]) and not table.loc[("u1", "planar_k2"), "best"]
+    assert math.isnan(table.loc[("u2", "iaf"), "two_se"])  # one seed: no spread
+    md = tables.to_markdown(tables.vi_table(runs), "vi")
+    assert md.splitlines()[0] == "| flow | u1 | u2 |"
+    assert "| iaf | **0.20 ± 0.12** | **0.05** |" in md
+
+
 def test_write_all_writes_every_format(tmp_path):
     written = tables.write_all(_frame(), tmp_path / "runs.csv")
-    for kind in ("loglik", "timing"):
+    for kind in ("loglik", "vi", "timing"):
         for ext in ("csv", "md", "tex"):
             assert (tmp_path / f"{kind}.{ext}").stat().st_size > 0
     assert len(pd.read_csv(written["runs"])) == len(RESULTS) + 1
+    assert "| maf | **0.30** |" in (tmp_path / "vi.md").read_text()
     timing = pd.read_csv(tmp_path / "timing.csv")
     assert np.allclose(timing["logprob_seconds_per_1k"].dropna(), 0.02)

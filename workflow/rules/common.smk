@@ -133,7 +133,7 @@ def get_all_metrics():
 
 TABLES = [
     f"results/tables/{name}.{ext}"
-    for name in ("loglik", "timing")
+    for name in ("loglik", "vi", "timing")
     for ext in ("csv", "md", "tex")
 ]
 RUNS_TABLE = "results/tables/runs.csv"

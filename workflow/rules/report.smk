@@ -18,6 +18,13 @@ rule build_tables:
             category="Tables",
         ),
         loglik_tex="results/tables/loglik.tex",
+        vi_csv="results/tables/vi.csv",
+        vi_md=report(
+            "results/tables/vi.md",
+            caption="../report/vi.rst",
+            category="Tables",
+        ),
+        vi_tex="results/tables/vi.tex",
         timing_csv="results/tables/timing.csv",
         timing_md=report(
             "results/tables/timing.md",
