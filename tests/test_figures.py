@@ -96,6 +96,7 @@ def make_runs(root):
             test_loglik=-1.2 - 0.1 * seed,
             sample_seconds_per_1k=0.01,
             teacher_test_loglik=-1.0,
+            kl_to_teacher=0.05 + 0.1 * seed,
             sampling_speedup=12.0 + seed,
         )
         write_grid(model_dir / "density_grid.npz", (0.0, 0.0), 0.6)
@@ -216,22 +217,37 @@ def test_loglik_vs_time_one_marker_per_flow(table):
     assert [t.get_text() for t in legend.get_texts()] == MLE_FLOWS + [figures.STUDENT]
 
 
-def test_distillation_student_vs_teacher(table):
+def test_distillation_shows_every_seed_and_the_objective(table):
     fig = figures.distillation(table, teacher="maf")
-    ax_ll, ax_speed = fig.axes
+    ax_ll, ax_kl, ax_speed = fig.axes
     assert ax_ll.get_ylabel() == "test log-likelihood (nats)"
     assert [t.get_text() for t in ax_ll.get_legend().get_texts()] == [
         "teacher (maf)",
         f"student ({figures.STUDENT})",
     ]
-    assert [t.get_text() for t in ax_ll.get_xticklabels()] == ["eight_gaussians"]
-    teacher, student = (c.lines[0].get_ydata()[0] for c in ax_ll.containers)
-    assert (teacher, student) == pytest.approx((-1.0, -1.25))
+    for ax in (ax_ll, ax_kl, ax_speed):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["eight_gaussians"]
+    teacher, student = (line for line in ax_ll.lines if line.get_label().startswith(("t", "s")))
+    assert list(teacher.get_ydata()) == pytest.approx([-1.0, -1.0])  # one point per seed
+    assert list(student.get_ydata()) == pytest.approx([-1.2, -1.3])
+    pairs = [line for line in ax_ll.lines if line.get_color() == "0.6"]
+    assert [list(line.get_ydata()) for line in pairs] == [[-1.0, -1.2], [-1.0, -1.3]]
+    assert ax_ll.get_yscale() == "linear"  # no seed below -100 nats
+    assert ax_kl.get_yscale() == "log"
+    assert list(ax_kl.lines[0].get_ydata()) == pytest.approx([0.05, 0.15])
     assert ax_speed.get_yscale() == "log"
-    (speed,) = ax_speed.containers
-    assert speed.lines[0].get_ydata()[0] == pytest.approx(12.5)
-    assert ax_speed.texts[0].get_text() == "12.5x"
+    assert list(ax_speed.lines[0].get_ydata()) == pytest.approx([12.0, 13.0])
+    assert ax_speed.texts[0].get_text() == "12.5x"  # the mean over seeds
     assert "maf" in ax_speed.get_ylabel()
+
+
+def test_distillation_collapsed_seed_switches_to_a_symlog_axis(table):
+    collapsed = table.copy()
+    collapsed.loc[collapsed["flow"] == figures.STUDENT, "test_loglik"] = [-3.0, -10_000.0]
+    ax_ll = figures.distillation(collapsed, teacher="maf").axes[0]
+    assert ax_ll.get_yscale() == "symlog"
+    low, _ = ax_ll.get_ylim()
+    assert low <= -10_000.0  # the collapsed seed is drawn, not clipped
 
 
 def test_training_curves_one_line_per_flow(table):

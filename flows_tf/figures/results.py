@@ -114,18 +114,37 @@ def _legend_handle(flow: str) -> Line2D:
     )
 
 
-def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
-    """Distilled student vs its teacher: test log-likelihood and sampling speed-up per data set.
+def _seed_points(ax, x, values, style, *, label=None, offset=0.0):
+    """One marker per seed at ``x + offset`` (spread a little), the mean as a bar."""
+    values = np.asarray(values, dtype=float)
+    spread = np.linspace(-0.04, 0.04, len(values)) if len(values) > 1 else np.zeros(1)
+    ax.plot(x + offset + spread, values, linestyle="none", label=label, **style)
+    ax.hlines(values.mean(), x + offset - 0.09, x + offset + 0.09, color=style["color"], lw=2)
+    return x + offset + spread
 
-    Left: test log-likelihood of teacher and student (mean +- sd over seeds). Right: sampling
-    speed-up ``teacher time / student time`` per 1,000 samples (log scale; 1 = no gain).
+
+def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
+    """Distilled student vs its teacher, one point per seed, per data set.
+
+    Left: test log-likelihood of teacher and student, each seed's pair joined by a line (a
+    symmetric-log axis when a seed falls below -100 nats, as a student that dropped modes does).
+    Middle: the objective the student minimised, ``KL(student || teacher)`` on its own samples
+    (log scale). Right: sampling speed-up ``teacher time / student time`` per 1,000 samples (log
+    scale; 1 = no gain). Bars mark the means over seeds; the mean speed-up is written beside it.
 
     Args:
-        table: the run table; student rows have ``teacher_test_loglik`` and
+        table: the run table; student rows have ``teacher_test_loglik``, ``kl_to_teacher`` and
             ``sampling_speedup``.
         teacher: the teacher's flow name, for the legend.
     """
-    cols = ["dataset", "flow", "test_loglik", "teacher_test_loglik", "sampling_speedup"]
+    cols = [
+        "dataset",
+        "flow",
+        "test_loglik",
+        "teacher_test_loglik",
+        "kl_to_teacher",
+        "sampling_speedup",
+    ]
     require_columns(table, cols, "distillation")
     mask = table["flow"] == STUDENT
     if "objective" in table:
@@ -134,65 +153,61 @@ def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
     if runs.empty:
         return empty_figure("Distillation", "no distilled student runs in the table")
     datasets = datasets_of(runs)
-    student = _seed_summary(runs, "test_loglik", ["dataset"]).set_index("dataset")
-    master = _seed_summary(runs, "teacher_test_loglik", ["dataset"]).set_index("dataset")
-    speedup = _seed_summary(runs, "sampling_speedup", ["dataset"]).set_index("dataset")
 
-    fig = new_figure(max(7.0, 1.4 * len(datasets) + 5.0), 3.4)
-    ax_ll, ax_speed = fig.subplots(1, 2)
-    fig.suptitle("Density distillation: student vs teacher (mean +- sd over seeds)")
-    x = np.arange(len(datasets))
-    for offset, summary, flow, label in (
-        (-0.12, master, teacher, f"teacher ({teacher})"),
-        (0.12, student, STUDENT, f"student ({STUDENT})"),
-    ):
-        style = flow_style(flow)
-        ax_ll.errorbar(
-            x + offset,
-            summary.loc[datasets, "mean"],
-            yerr=summary.loc[datasets, "std"],
-            label=label,
-            linestyle="none",
-            capsize=3,
-            ecolor=style["color"],
-            **style,
+    fig = new_figure(max(10.0, 2.1 * len(datasets) + 7.5), 3.6)
+    ax_ll, ax_kl, ax_speed = fig.subplots(1, 3)
+    fig.suptitle("Density distillation: student vs teacher (one point per seed, bar = mean)")
+    teacher_style, student_style = flow_style(teacher), flow_style(STUDENT)
+    for x, dataset in enumerate(datasets):
+        rows = runs[runs["dataset"] == dataset].sort_values("seed")
+        first = x == 0
+        xs_t = _seed_points(
+            ax_ll,
+            x,
+            rows["teacher_test_loglik"],
+            teacher_style,
+            label=f"teacher ({teacher})" if first else None,
+            offset=-0.15,
         )
-    ax_ll.set_xticks(x, datasets)
-    ax_ll.set_xlim(-0.6, len(datasets) - 0.4)
-    ax_ll.set_ylabel(LOGLIK_LABEL)
-    ax_ll.set_title("test log-likelihood")
-    ax_ll.margins(y=0.25)
-    ax_ll.grid(True, axis="y", alpha=0.3)
-    ax_ll.legend(frameon=False, loc="best")
-
-    style = flow_style(STUDENT)
-    values = speedup.loc[datasets, "mean"].to_numpy()
-    ax_speed.vlines(x, 1.0, values, color=style["color"], linewidth=2)
-    ax_speed.errorbar(
-        x,
-        values,
-        yerr=speedup.loc[datasets, "std"],
-        linestyle="none",
-        capsize=3,
-        ecolor=style["color"],
-        label=STUDENT,
-        **style,
-    )
-    ax_speed.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="no speed-up")
-    for xi, value in zip(x, values, strict=True):
+        xs_s = _seed_points(
+            ax_ll,
+            x,
+            rows["test_loglik"],
+            student_style,
+            label=f"student ({STUDENT})" if first else None,
+            offset=0.15,
+        )
+        pairs = zip(xs_t, rows["teacher_test_loglik"], xs_s, rows["test_loglik"], strict=True)
+        for xt, yt, xs, ys in pairs:
+            ax_ll.plot([xt, xs], [yt, ys], color="0.6", linewidth=0.8, zorder=0)
+        _seed_points(ax_kl, x, rows["kl_to_teacher"].clip(lower=1e-3), student_style)
+        speedups = rows["sampling_speedup"].to_numpy(dtype=float)
+        _seed_points(ax_speed, x, speedups, student_style)
         ax_speed.annotate(
-            f"{value:.1f}x",
-            (xi, value),
+            f"{speedups.mean():.1f}x",
+            (x + 0.1, speedups.mean()),
             textcoords="offset points",
-            xytext=(12, 0),
+            xytext=(6, 0),
             va="center",
             fontsize="small",
         )
+    lowest = float(np.nanmin(runs[["test_loglik", "teacher_test_loglik"]].to_numpy()))
+    if lowest < -100.0:
+        ax_ll.set_yscale("symlog", linthresh=10.0)
+    ax_ll.set_ylabel(LOGLIK_LABEL)
+    ax_ll.set_title("test log-likelihood")
+    ax_ll.legend(frameon=False, loc="best")
+    ax_kl.set_yscale("log")
+    ax_kl.set_ylabel("KL(student || teacher) (nats)")
+    ax_kl.set_title("distillation objective")
+    ax_speed.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="no speed-up")
     ax_speed.set_yscale("log")
-    ax_speed.set_xticks(x, datasets)
-    ax_speed.set_xlim(-0.6, len(datasets) - 0.4)
-    ax_speed.set_ylim(min(0.5, values.min() / 2), max(2.0, values.max() * 2))
+    speed = runs["sampling_speedup"].to_numpy(dtype=float)
+    ax_speed.set_ylim(min(0.5, speed.min() / 2), max(2.0, speed.max() * 2))
     ax_speed.set_ylabel(f"speed-up over {teacher} (time ratio)")
     ax_speed.set_title("sampling speed-up")
-    ax_speed.grid(True, axis="y", which="both", alpha=0.3)
+    for ax in (ax_ll, ax_kl, ax_speed):
+        ax.set_xticks(np.arange(len(datasets)), datasets)
+        ax.set_xlim(-0.6, len(datasets) - 0.4)
+        ax.grid(True, axis="y", which="major", alpha=0.3)
     return fig

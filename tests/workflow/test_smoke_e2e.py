@@ -1,7 +1,11 @@
 """The smoke config end to end in a copy of the project, with MLflow in a temporary store."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -98,6 +102,7 @@ def test_smoke_end_to_end(project, tmp_path):
     )
     table = pd.read_csv(project / "results/tables/runs.csv")
     assert len(table) == len(jobs)
+    loglik_after_forcerun = (project / "results/tables/loglik.md").read_text()
     new = table.set_index("flow").loc["gaussian", "mlflow_run_id"]
     assert new != old
     runs = _runs(uri, config["experiment"])
@@ -114,3 +119,27 @@ def test_smoke_end_to_end(project, tmp_path):
     }
     assert superseded == {old: new}
     assert "Nothing to be done" in run_snakemake(project, *RUN, "-n", env=env).stdout
+
+    # `./flowbench figures` redraws every table and figure from the recorded runs, training nothing
+    venv = Path(sys.prefix)
+    if not (venv / ".flowbench-installed").is_file():
+        pytest.skip("not running in the environment ./flowbench made (no stamp in sys.prefix)")
+    (project / ".venv").symlink_to(venv)  # same pyproject and lock: the stamp matches
+    outputs = [*(project / "results/figures").glob("*.png"), project / "results/tables/loglik.md"]
+    before = {path: path.stat().st_mtime_ns for path in outputs}
+    redraw = subprocess.run(
+        ["./flowbench", "figures", "--configfile", "config/smoke.yaml"],
+        cwd=project,
+        env={**os.environ, **env},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=600,
+    )
+    assert redraw.returncode == 0, redraw.stdout[-4000:]
+    assert "creating the environment" not in redraw.stdout
+    assert not re.search(r"rule (train|evaluate|prepare_data):", redraw.stdout)
+    assert len(pd.read_csv(project / "results/tables/runs.csv")) == len(jobs)
+    assert (project / "results/tables/loglik.md").read_text() == loglik_after_forcerun
+    assert {"loglik_vs_time.png", "distillation.png", "vi_grid.png"} <= {p.name for p in outputs}
+    assert all(path.stat().st_mtime_ns > before[path] for path in outputs)  # redrawn, up to date
