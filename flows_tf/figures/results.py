@@ -200,7 +200,7 @@ def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
     ax_kl.set_yscale("log")
     ax_kl.set_ylabel("KL(student || teacher) (nats)")
     ax_kl.set_title("distillation objective")
-    ax_speed.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="no speed-up")
+    ax_speed.axhline(1.0, color="0.3", linestyle="--", linewidth=1)  # no speed-up
     ax_speed.set_yscale("log")
     speed = runs["sampling_speedup"].to_numpy(dtype=float)
     ax_speed.set_ylim(min(0.5, speed.min() / 2), max(2.0, speed.max() * 2))
