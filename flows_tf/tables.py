@@ -135,27 +135,42 @@ def _order(values) -> list:
     return seen
 
 
+def _cell_table(data: pd.DataFrame, value: str, two_se, best: str) -> pd.DataFrame:
+    """Long table (dataset, flow, n_seeds, mean, two_se, best): per (dataset, flow), the mean of
+    ``value`` over seeds, ``two_se(group)`` and whether the mean is the ``best`` ("max" or
+    "min") of its data set."""
+    rows = [
+        {
+            "dataset": dataset,
+            "flow": flow,
+            "n_seeds": len(g),
+            "mean": float(g[value].astype(float).mean()),
+            "two_se": two_se(g),
+        }
+        for (dataset, flow), g in data.groupby(["dataset", "flow"], sort=False)
+    ]
+    table = pd.DataFrame(rows, columns=CELL_COLUMNS[:-1])
+    table["best"] = table["mean"] == table.groupby("dataset")["mean"].transform(best)
+    return table
+
+
+def _pooled_two_se(g: pd.DataFrame) -> float:
+    se = g["test_loglik_se"].astype(float).fillna(0.0).to_numpy()
+    return 2.0 * math.sqrt(float(np.sum(se**2))) / len(g)
+
+
+def _seed_two_se(g: pd.DataFrame) -> float:
+    kl = g["kl_to_target"].astype(float).to_numpy()
+    return 2.0 * float(np.std(kl, ddof=1)) / math.sqrt(len(kl)) if len(kl) > 1 else math.nan
+
+
 def loglik_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Long table (dataset, flow, n_seeds, mean, two_se, best) of test log-likelihood.
 
     Only runs with a finite ``test_loglik`` (data sets, not energy targets) take part.
     """
     data = runs[np.isfinite(runs["test_loglik"].astype(float))]
-    rows = []
-    for (dataset, flow), g in data.groupby(["dataset", "flow"], sort=False):
-        se = g["test_loglik_se"].astype(float).fillna(0.0).to_numpy()
-        rows.append(
-            {
-                "dataset": dataset,
-                "flow": flow,
-                "n_seeds": len(g),
-                "mean": float(g["test_loglik"].mean()),
-                "two_se": 2.0 * math.sqrt(float(np.sum(se**2))) / len(g),
-            }
-        )
-    table = pd.DataFrame(rows, columns=CELL_COLUMNS[:-1])
-    table["best"] = table["mean"] == table.groupby("dataset")["mean"].transform("max")
-    return table
+    return _cell_table(data, "test_loglik", _pooled_two_se, best="max")
 
 
 def vi_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -163,22 +178,7 @@ def vi_table(runs: pd.DataFrame) -> pd.DataFrame:
     the VI runs, per (energy target, flow): mean over seeds +- 2 standard errors across seeds
     (NaN for one seed); ``best`` is the lowest mean per target."""
     data = runs[(runs["objective"] == "vi") & np.isfinite(runs["kl_to_target"].astype(float))]
-    rows = []
-    for (dataset, flow), g in data.groupby(["dataset", "flow"], sort=False):
-        kl = g["kl_to_target"].astype(float).to_numpy()
-        spread = 2.0 * float(np.std(kl, ddof=1)) / math.sqrt(len(kl)) if len(kl) > 1 else math.nan
-        rows.append(
-            {
-                "dataset": dataset,
-                "flow": flow,
-                "n_seeds": len(kl),
-                "mean": float(kl.mean()),
-                "two_se": spread,
-            }
-        )
-    table = pd.DataFrame(rows, columns=CELL_COLUMNS[:-1])
-    table["best"] = table["mean"] == table.groupby("dataset")["mean"].transform("min")
-    return table
+    return _cell_table(data, "kl_to_target", _seed_two_se, best="min")
 
 
 def timing_table(runs: pd.DataFrame) -> pd.DataFrame:

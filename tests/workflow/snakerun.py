@@ -30,8 +30,9 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def run_snakemake(project: Path, *args, env=None, check=True, timeout=900):
-    """Run Snakemake in ``project``; returns the CompletedProcess (stdout and stderr merged)."""
+def run_in(project: Path, argv, *, env=None, check=True, timeout=900):
+    """Run ``argv`` in ``project`` with the test environment plus ``env``; returns the
+    CompletedProcess (stdout and stderr merged)."""
     full_env = {
         **os.environ,
         "TF_USE_LEGACY_KERAS": "1",
@@ -39,7 +40,7 @@ def run_snakemake(project: Path, *args, env=None, check=True, timeout=900):
         **(env or {}),
     }
     proc = subprocess.run(
-        [*SNAKEMAKE, *args],
+        list(argv),
         cwd=project,
         env=full_env,
         text=True,
@@ -48,5 +49,10 @@ def run_snakemake(project: Path, *args, env=None, check=True, timeout=900):
         timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-6000:]}")
+        raise AssertionError(f"{' '.join(map(str, argv))} failed:\n{proc.stdout[-6000:]}")
     return proc
+
+
+def run_snakemake(project: Path, *args, env=None, check=True, timeout=900):
+    """Run Snakemake in ``project``; returns the CompletedProcess (stdout and stderr merged)."""
+    return run_in(project, [*SNAKEMAKE, *args], env=env, check=check, timeout=timeout)

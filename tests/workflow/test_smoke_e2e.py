@@ -1,16 +1,14 @@
 """The smoke config end to end in a copy of the project, with MLflow in a temporary store."""
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from snakerun import run_snakemake
+from snakerun import run_in, run_snakemake
 
 from flows_tf import experiment, tracking
 
@@ -127,13 +125,11 @@ def test_smoke_end_to_end(project, tmp_path):
     (project / ".venv").symlink_to(venv)  # same pyproject and lock: the stamp matches
     outputs = [*(project / "results/figures").glob("*.png"), project / "results/tables/loglik.md"]
     before = {path: path.stat().st_mtime_ns for path in outputs}
-    redraw = subprocess.run(
+    redraw = run_in(
+        project,
         ["./flowbench", "figures", "--configfile", "config/smoke.yaml"],
-        cwd=project,
-        env={**os.environ, **env},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        env=env,
+        check=False,
         timeout=600,
     )
     assert redraw.returncode == 0, redraw.stdout[-4000:]
