@@ -5,7 +5,8 @@
     flows-tf init-mlflow                                   create the MLflow experiment
     flows-tf train --dataset two_moons --flow maf --seed 0 [--threads 2]
     flows-tf evaluate --dataset two_moons --flow maf --seed 0
-    flows-tf tables                                        results/tables/ from MLflow
+    flows-tf time [--threads 2]                            results/timing/: every model, serially
+    flows-tf tables                                        results/tables/ from the record
 
 Paths follow the workflow's layout under ``--results`` (default ``results``). Threads are set
 before TensorFlow starts.
@@ -24,7 +25,8 @@ SCHEMA = Path("workflow/schemas/config.schema.yaml")
 
 
 def load_config(path) -> dict:
-    """Read a YAML config and validate it against the workflow's JSON schema when present."""
+    """Read a YAML config, validate it against the workflow's JSON schema when present, then
+    run the workflow's cross-checks (:func:`flows_tf.experiment.check_config`)."""
     import yaml
 
     path = Path(path)
@@ -42,6 +44,12 @@ def load_config(path) -> dict:
         except jsonschema.ValidationError as err:
             where = "/".join(str(p) for p in err.absolute_path) or "<top>"
             raise SystemExit(f"flows-tf: invalid config {path} at {where}: {err.message}") from err
+    from flows_tf import experiment
+
+    try:
+        experiment.check_config(config)
+    except experiment.ConfigError as err:
+        raise SystemExit(f"flows-tf: {path}: {err}") from err
     return config
 
 
@@ -112,14 +120,46 @@ def _cmd_job(args, config):
         jobs.evaluate_job(job, metrics_path=p["metrics"], **common)
 
 
-def _cmd_tables(args, config):
-    from flows_tf import experiment, tables
+def _metrics_files(args, config) -> list[Path]:
+    from flows_tf import experiment
 
-    all_jobs = experiment.jobs(config)
-    results = Path(args.results)
-    files = [results / "metrics" / j.dataset / j.flow / f"seed{j.seed}.json" for j in all_jobs]
-    runs = tables.runs_frame(files, expected=len(all_jobs))
-    for name, path in tables.write_all(runs, results / "tables" / "runs.csv").items():
+    results = Path(args.results) / "metrics"
+    return [results / j.dataset / j.flow / f"seed{j.seed}.json" for j in experiment.jobs(config)]
+
+
+def _cmd_time(args, config):
+    """Serial timing of every model, as the workflow's time_models step."""
+    threads = runtime.configure(args.threads)
+    from flows_tf import jobs, timing
+
+    ev = {**jobs.EVALUATION_DEFAULTS, **(config.get("evaluation") or {})}
+    out = Path(args.results) / "timing"
+    timing.run_timing(
+        _metrics_files(args, config),
+        out / "timing.csv",
+        out / "conditions.json",
+        n=int(ev["timing_n"]),
+        repeats=int(ev["timing_repeats"]),
+        threads=threads,
+    )
+
+
+def _cmd_tables(args, config):
+    import json
+
+    from flows_tf import tables
+
+    files, out = _metrics_files(args, config), Path(args.results) / "timing"
+    if not (out / "timing.csv").is_file():
+        raise SystemExit(f"flows-tf: {out / 'timing.csv'} not found; run `flows-tf time` first")
+    runs = tables.runs_frame(files, expected=len(files), timing=out / "timing.csv")
+    written = tables.write_all(
+        runs,
+        Path(args.results) / "tables" / "runs.csv",
+        expected_seeds=config.get("seeds", [0]),
+        timing_conditions=json.loads((out / "conditions.json").read_text()),
+    )
+    for name, path in written.items():
         print(name, path)
 
 
@@ -129,6 +169,7 @@ COMMANDS = {
     "init-mlflow": _cmd_init,
     "train": _cmd_job,
     "evaluate": _cmd_job,
+    "time": _cmd_time,
     "tables": _cmd_tables,
 }
 
@@ -145,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("train", "evaluate"):
             p.add_argument("--flow", required=True)
             p.add_argument("--seed", type=int, default=0)
+        if name in ("train", "evaluate", "time"):
             p.add_argument("--threads", type=int, default=2)
     return parser
 

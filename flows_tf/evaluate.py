@@ -1,4 +1,7 @@
-"""Evaluation of a trained flow: test log-likelihood, VI and distillation diagnostics, timing.
+"""Evaluation of a trained flow: test log-likelihood, VI and distillation diagnostics.
+
+Timing is measured separately, serially for all models (:mod:`flows_tf.timing`), with the
+interleaved timer :func:`interleaved_times` defined here.
 
 All log-likelihoods are in nats per example. Every function runs compiled (``tf.function``)
 code with one trace per call site and returns plain Python floats / NumPy arrays, ready for a
@@ -16,12 +19,17 @@ from flows_tf import objectives
 __all__ = [
     "batched",
     "compiled_log_prob",
+    "compiled_sampler",
     "density_grid",
+    "forward_kl_to_teacher",
+    "interleaved_times",
     "log_prob",
     "loglik",
+    "loglik_against_teacher",
+    "mode_fractions",
+    "mode_metrics",
     "n_params",
     "student_metrics",
-    "timing",
     "vi_metrics",
 ]
 
@@ -94,6 +102,9 @@ def _logsumexp(a):
 def vi_metrics(flow, target, n: int = 10000, seed: int = 0) -> dict:
     """ELBO, ``KL(q || p) = log Z - ELBO`` and the effective sample size of ``w = p~ / q``.
 
+    With ``log w_j = log p~(x_j) - log q(x_j)`` on ``n`` draws ``x_j ~ q``: ``elbo = mean_j
+    log w_j`` and ``kl_to_target = log Z - elbo``; both share the Monte Carlo standard error
+    ``elbo_se = kl_to_target_se = std_j(log w_j) / sqrt(n)`` (``log Z`` is exact).
     ``ess`` is normalized to ``[0, 1]``: ``(sum w)^2 / (n sum w^2)`` (1: ``q`` equals ``p``).
     ``log_z_estimate`` is the importance-sampling estimate ``log mean w``.
 
@@ -113,48 +124,202 @@ def vi_metrics(flow, target, n: int = 10000, seed: int = 0) -> dict:
             f"non-finite importance weights for {int(np.sum(~np.isfinite(log_w)))} of {n} samples"
         )
     elbo = float(log_w.mean())
+    se = float(log_w.std(ddof=1) / math.sqrt(n))
     log_z = getattr(target, "log_z", None)
     return {
         "elbo": elbo,
+        "elbo_se": se,
         "kl_to_target": None if log_z is None else float(log_z) - elbo,
+        "kl_to_target_se": None if log_z is None else se,
         "ess": math.exp(2 * _logsumexp(log_w) - _logsumexp(2 * log_w)) / n,
         "log_z_estimate": _logsumexp(log_w) - math.log(n),
     }
 
 
 def student_metrics(
-    student, teacher, n: int = 10000, seed: int = 0, timing_n: int = 1000, repeats: int = 5
+    student,
+    teacher,
+    n: int = 10000,
+    seed: int = 0,
+    timing_n: int = 1000,
+    repeats: int = 5,
+    *,
+    test=None,
+    components=None,
 ) -> dict:
-    """``KL(student || teacher)`` on student samples and the sampling speed-up over the teacher.
+    """Distillation diagnostics of a student against its teacher, as one flat dict of floats.
 
-    ``sampling_speedup`` is the median over rounds of ``teacher seconds / student seconds`` for
-    one batch of ``timing_n`` samples each, timed back to back (compiled, after a warm-up) in
-    this process, so that changes of machine load cancel out.
+    - ``kl_to_teacher`` (+ ``_se``): the reverse ``KL(student || teacher)`` on ``n`` student
+      samples, the number Parallel WaveNet's objective minimises; blind to a missing mode.
+    - ``forward_kl_to_teacher`` (+ ``_se``): ``KL(teacher || student)`` on ``n`` teacher
+      samples (:func:`forward_kl_to_teacher`; runs the student's inverse).
+    - with ``test``: :func:`loglik_against_teacher` on the test data.
+    - with ``components`` (a mixture's ``means``, ``scales``, ``weights``): :func:`mode_metrics`
+      of the same ``n`` student samples against the weights and against the teacher's ``n``
+      samples (a teacher's own deviation is what a faithful student inherits).
+    - ``sampling_speedup``: the median over rounds of ``teacher seconds / student seconds`` for
+      one batch of ``timing_n`` samples each, timed back to back (compiled, after a warm-up) in
+      this process, so that changes of machine load cancel out.
 
     Example:
-        >>> student_metrics(iaf, maf)["sampling_speedup"]  # doctest: +SKIP
+        >>> student_metrics(iaf, maf, test=x_test)["forward_kl_to_teacher"]  # doctest: +SKIP
     """
-    x, log_q = _compiled_sample_and_log_prob(student, n)(tf.constant([seed, 0], tf.int32))
-    diff = log_q.numpy().astype(np.float64) - batched(
-        compiled_log_prob(teacher), x.numpy(), 4096
-    ).astype(np.float64)
+    x, log_q = _compiled_sample_and_log_prob(student, n)(_evaluation_seed(seed, 0))
+    x = x.numpy()
+    diff = log_q.numpy().astype(np.float64) - batched(compiled_log_prob(teacher), x, 4096).astype(
+        np.float64
+    )
     if not np.all(np.isfinite(diff)):
         raise ValueError("non-finite log-density ratio between student and teacher")
-    times = _round_times([_sampler(student, timing_n), _sampler(teacher, timing_n)], repeats)
-    t_student, t_teacher = np.median(times, axis=1)
-    return {
+    out = {
         "kl_to_teacher": float(diff.mean()),
         "kl_to_teacher_se": float(diff.std(ddof=1) / math.sqrt(n)),
-        "sampling_speedup": float(np.median(times[1] / times[0])),
-        "teacher_sample_seconds_per_1k": float(t_teacher) * 1000 / timing_n,
+    }
+    forward, x_teacher = _forward_kl_and_samples(student, teacher, n, seed)
+    out.update(forward)
+    if test is not None:
+        out.update(loglik_against_teacher(student, teacher, test))
+    if components is not None:
+        out.update(mode_metrics(x, components, x_teacher=x_teacher))
+    times = _round_times([_sampler(student, timing_n), _sampler(teacher, timing_n)], repeats)
+    t_student, t_teacher = np.median(times, axis=1)
+    out["sampling_speedup"] = float(np.median(times[1] / times[0]))
+    out["teacher_sample_seconds_per_1k"] = float(t_teacher) * 1000 / timing_n
+    return out
+
+
+def _evaluation_seed(seed, stream):
+    """Stateless seed ``(seed, -1 - stream)``: training steps count ``(seed, step)`` from 0 up,
+    so a distillation metric never reuses the noise of a training step."""
+    return tf.constant([seed, -1 - stream], tf.int32)
+
+
+def forward_kl_to_teacher(student, teacher, n: int = 10000, seed: int = 0) -> dict:
+    """``KL(teacher || student) = E_{x ~ T}[log p_T(x) - log q_S(x)]`` on ``n`` teacher samples.
+
+    The mass-covering direction: a mode the student misses makes ``log q_S`` very low there.
+    ``log p_T`` comes from the teacher's sampling pass; ``log q_S`` runs the student's inverse
+    (sequential for an IAF; evaluation only). The standard error is the Monte Carlo one,
+    ``std / sqrt(n)``.
+
+    Returns:
+        ``{"forward_kl_to_teacher": float, "forward_kl_to_teacher_se": float}``.
+
+    Raises:
+        ValueError: when a log-density ratio is non-finite.
+    """
+    return _forward_kl_and_samples(student, teacher, n, seed)[0]
+
+
+def _forward_kl_and_samples(student, teacher, n, seed):
+    x, log_p = _compiled_sample_and_log_prob(teacher, n)(_evaluation_seed(seed, 1))
+    x = x.numpy()
+    log_q = batched(compiled_log_prob(student), x, 4096)
+    diff = log_p.numpy().astype(np.float64) - log_q.astype(np.float64)
+    if not np.all(np.isfinite(diff)):
+        bad = int(np.sum(~np.isfinite(diff)))
+        raise ValueError(f"forward KL: non-finite log-density ratio for {bad} of {n} samples")
+    metrics = {
+        "forward_kl_to_teacher": float(diff.mean()),
+        "forward_kl_to_teacher_se": float(diff.std(ddof=1) / math.sqrt(n)),
+    }
+    return metrics, x
+
+
+def loglik_against_teacher(student, teacher, test, batch_size: int = 4096) -> dict:
+    """Test log-likelihoods of student and teacher, and their paired gap with its standard error.
+
+    ``test_loglik_gap_to_teacher = mean_i [log q_S(x_i) - log p_T(x_i)]`` (negative: the student
+    is worse), ``_se = std_i(...) / sqrt(N)``. The log-likelihoods are in the flows' (model)
+    space; the gap is the same in pixel space, whose Jacobian term is shared by both.
+
+    Returns:
+        ``{"student_test_loglik", "teacher_test_loglik", "test_loglik_gap_to_teacher",
+        "test_loglik_gap_to_teacher_se"}``, floats in nats per example.
+    """
+    student_ll = loglik(student, test, batch_size)["per_example"]
+    teacher_ll = loglik(teacher, test, batch_size)["per_example"]
+    gap = student_ll - teacher_ll
+    return {
+        "student_test_loglik": float(student_ll.mean()),
+        "teacher_test_loglik": float(teacher_ll.mean()),
+        "test_loglik_gap_to_teacher": float(gap.mean()),
+        "test_loglik_gap_to_teacher_se": float(gap.std(ddof=1) / math.sqrt(len(gap))),
     }
 
 
-def _round_times(fns, repeats):
-    """Median wall time of each of ``fns`` over ``repeats`` rounds, after one warm-up call each.
+def _checked_components(components):
+    means = np.asarray(components["means"], np.float64)
+    scales = np.broadcast_to(np.asarray(components["scales"], np.float64), (len(means),))
+    weights = np.asarray(components["weights"], np.float64)
+    if means.ndim != 2 or weights.shape != (len(means),) or np.any(scales <= 0):
+        raise ValueError(
+            f"components: means must be (K, D), scales (K,) positive and weights (K,); got "
+            f"{means.shape}, {np.shape(components['scales'])} and {weights.shape}"
+        )
+    return means, scales, weights
 
-    The functions run interleaved (one call of each per round) so that a change of machine
-    load affects all of them alike.
+
+def mode_fractions(x, components) -> np.ndarray:
+    """Fraction of the points ``x`` (N, D) assigned to each component of a Gaussian mixture.
+
+    Each point goes to the component of highest responsibility,
+    ``argmax_k [log w_k + log N(x; mu_k, s_k^2 I)]`` (the nearest mean for equal weights and
+    scales).
+
+    Args:
+        x: points, shape ``(N, D)``.
+        components: ``{"means": (K, D), "scales": (K,), "weights": (K,)}`` (e.g.
+            :func:`flows_tf.datasets.toy.mixture_components`).
+
+    Returns:
+        ``(K,)`` fractions summing to 1.
+    """
+    means, scales, weights = _checked_components(components)
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or x.shape[1] != means.shape[1]:
+        raise ValueError(f"mode_fractions: x must be (N, {means.shape[1]}), got {x.shape}")
+    sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)
+    score = np.log(weights) - 0.5 * sq / scales**2 - means.shape[1] * np.log(scales)
+    counts = np.bincount(np.argmax(score, axis=1), minlength=len(means))
+    return counts / len(x)
+
+
+def mode_metrics(x, components, x_teacher=None) -> dict:
+    """Per-mode fractions of the points ``x`` and how far they are from the mixture weights.
+
+    Args:
+        x: student samples ``(N, D)``.
+        components: the mixture (see :func:`mode_fractions`).
+        x_teacher: optional teacher samples ``(M, D)`` to compare with.
+
+    Returns:
+        ``mode_fraction_k`` for each component ``k``, ``mode_fraction_max_deviation``
+        (``max_k |f_k - w_k|``) and ``modes_below_half_weight`` (components with
+        ``f_k < w_k / 2``: the modes the points all but miss); with ``x_teacher`` also
+        ``teacher_mode_fraction_max_deviation`` (``max_k |g_k - w_k|`` of the teacher's
+        fractions ``g``) and ``mode_fraction_max_deviation_from_teacher`` (``max_k |f_k - g_k|``).
+    """
+    fractions = mode_fractions(x, components)
+    weights = _checked_components(components)[2]
+    out = {f"mode_fraction_{k}": float(f) for k, f in enumerate(fractions)}
+    out["mode_fraction_max_deviation"] = float(np.max(np.abs(fractions - weights)))
+    out["modes_below_half_weight"] = float(np.sum(fractions < weights / 2))
+    if x_teacher is not None:
+        teacher = mode_fractions(x_teacher, components)
+        out["teacher_mode_fraction_max_deviation"] = float(np.max(np.abs(teacher - weights)))
+        out["mode_fraction_max_deviation_from_teacher"] = float(np.max(np.abs(fractions - teacher)))
+    return out
+
+
+def interleaved_times(fns, repeats: int) -> np.ndarray:
+    """Wall time of each of ``fns`` in each of ``repeats`` rounds, after one warm-up call each.
+
+    The functions run interleaved (one call of each per round, in order) so that a change of
+    machine load affects all of them alike; the clock stops once the result is on the host.
+
+    Returns:
+        seconds, shape ``(len(fns), repeats)`` (take the median over axis 1).
     """
     for fn in fns:
         np.asarray(fn())  # warm-up: trace and first run
@@ -167,33 +332,13 @@ def _round_times(fns, repeats):
     return np.array(times)  # (len(fns), repeats)
 
 
-def _median_seconds(fns, repeats):
-    return [float(t) for t in np.median(_round_times(fns, repeats), axis=1)]
+def compiled_sampler(flow, n: int, seed=(1, 2)):
+    """``flow.sample(n)`` with a fixed stateless seed, as a ``tf.function`` without arguments."""
+    seed = [int(s) for s in seed]
+    return tf.function(lambda: flow.sample(n, seed=seed))
 
 
-def _sampler(flow, n):
-    return tf.function(lambda: flow.sample(n, seed=[1, 2]))
-
-
-def timing(flow, n: int = 1000, repeats: int = 5) -> dict:
-    """Seconds per 1,000 samples and per 1,000 ``log_prob`` evaluations.
-
-    Each is the median over ``repeats`` calls of a compiled function on a batch of ``n``, after
-    one warm-up call (tracing excluded); ``timing_batch_size`` records ``n``.
-
-    Example:
-        >>> timing(flow, n=1000, repeats=5)["sample_seconds_per_1k"]  # doctest: +SKIP
-    """
-    per_1k = 1000.0 / n
-    x = flow.sample(n, seed=[3, 4])
-    lp = tf.function(flow.log_prob)
-    t_sample, t_log_prob = _median_seconds([_sampler(flow, n), lambda: lp(x)], repeats)
-    return {
-        "sample_seconds_per_1k": t_sample * per_1k,
-        "logprob_seconds_per_1k": t_log_prob * per_1k,
-        "timing_batch_size": n,
-        "timing_repeats": repeats,
-    }
+_round_times, _sampler = interleaved_times, compiled_sampler  # the names student_metrics uses
 
 
 def n_params(flow) -> int:

@@ -8,11 +8,17 @@ Autoregressive and coupling layers are TFP's, in the one-pass subclasses of
 :mod:`flows_tf.bijectors.onepass` (same maps and values; each conditioner network runs once per
 ``log_prob`` instead of twice).
 
+Every flow starts at the identity map (conditioner output layers zero, so shifts, log-scales
+and spline parameters give the identity; planar ``u = 0`` with ``m(0) = 0``; radial
+``beta = 0``) behind a learnable affine layer on its data side (``data_affine``), which
+:func:`initialize` sets from a batch of data: untrained, every flow is the Gaussian baseline's
+fit and training starts from there. That layer's log-determinant is part of ``log_prob``.
+
 Example:
     >>> x = np.random.randn(100, 2).astype("float32")
     >>> flow = build_flow("glow", [2], num_layers=2, hidden_units=[8, 8])
-    >>> initialize(flow, x)  # data-dependent init (Glow's actnorm); a no-op for other flows
-    2
+    >>> initialize(flow, x)  # data affine (mean, Cholesky factor) and Glow's actnorms
+    3
     >>> flow.log_prob(x).shape
     TensorShape([100])
 """
@@ -26,7 +32,7 @@ import tf_keras
 from tensorflow_probability import bijectors as tfb
 from tensorflow_probability import distributions as tfd
 
-from flows_tf.bijectors import ActNorm, OnePassMAF, OnePassRealNVP, Planar, Radial
+from flows_tf.bijectors import ActNorm, AffineNorm, OnePassMAF, OnePassRealNVP, Planar, Radial
 from flows_tf.bijectors.conditioners import (
     MLP,
     AffineCoupling,
@@ -36,7 +42,7 @@ from flows_tf.bijectors.conditioners import (
     SplineCoupling,
 )
 
-__all__ = ["FLOWS", "build_flow", "initialize"]
+__all__ = ["DATA_AFFINES", "FLOWS", "build_flow", "initialize"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,6 +82,25 @@ def _coupling_dims(name, d):
 # --------------------------------------------------------------------------------------------
 # Shared pieces
 
+DATA_AFFINES = ("full", "diag", "none")
+
+
+def _data_affine(kind, d, dtype):
+    """The learnable affine layer on the data side of a flow, as a (possibly empty) Chain list.
+
+    ``"full"``: :class:`~flows_tf.bijectors.AffineNorm`, ``x = mu + L h`` with ``L``
+    lower-triangular, which :func:`initialize` sets to the data's mean and Cholesky factor of
+    the covariance, so the untrained flow (every layer the identity) is the Gaussian fit.
+    ``"diag"``: :class:`~flows_tf.bijectors.ActNorm`, per-dimension mean and scale. ``"none"``.
+    Its log-determinant is part of the flow's, so ``log_prob`` counts it.
+    """
+    _choice("data_affine", kind, DATA_AFFINES)
+    if kind == "full":
+        return [AffineNorm(d, dtype=dtype, name="data_affine")]
+    if kind == "diag":
+        return [ActNorm(d, dtype=dtype, name="data_actnorm")]
+    return []
+
 
 def _lu_mixing(d, dtype, name):
     """``tfb.ScaleMatvecLU`` initialised at a random rotation (Glow); LU and pivots checkpointed."""
@@ -109,6 +134,10 @@ def _interleave(layers, between):
 def _built_made(d, dtype, hidden_units, name):
     """A ``tfb.AutoregressiveNetwork`` (params=2) whose variables exist on return.
 
+    Hidden layers get PyTorch's default initialisation (kernel and bias uniform on
+    ``+-1/sqrt(fan_in)``, masked), the output layer zeros, so the MAF/IAF layer starts as the
+    identity (shift 0, log-scale 0); zeros satisfy the masks' kernel constraints.
+
     TFP builds its hidden ``Activation`` layers without a dtype, so they follow Keras' floatx
     and would silently round float64 activations to float32: floatx is set for the build.
     """
@@ -120,13 +149,32 @@ def _built_made(d, dtype, hidden_units, name):
             event_shape=[d],
             hidden_units=hidden_units,
             activation="relu",
+            kernel_initializer=_hidden_kernel_init,
             dtype=dtype,
             name=name,
         )
         made(tf.zeros([1, d], dtype))
     finally:
         tf_keras.backend.set_floatx(floatx)
+    _init_made_biases_and_output(made)
     return made
+
+
+def _hidden_kernel_init(shape, dtype=None, **kwargs):
+    """PyTorch's ``nn.Linear`` default, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(shape[0])
+    return tf.random.uniform(shape, -bound, bound, dtype=dtype)
+
+
+def _init_made_biases_and_output(made):
+    """Hidden biases U(+-1/sqrt(fan_in)) (PyTorch's default); output kernel and bias zero."""
+    variables = made.trainable_variables
+    kernels, biases = variables[0::2], variables[1::2]
+    for kernel, bias in zip(kernels[:-1], biases[:-1], strict=True):
+        bound = 1.0 / np.sqrt(kernel.shape[0])
+        bias.assign(tf.random.uniform(bias.shape, -bound, bound, dtype=bias.dtype))
+    kernels[-1].assign(tf.zeros_like(kernels[-1]))
+    biases[-1].assign(tf.zeros_like(biases[-1]))
 
 
 def _made_stack(d, dtype, num_layers, hidden_units, order):
@@ -149,8 +197,12 @@ def gaussian(d, dtype, *, covariance="full"):
     """Gaussian baseline: an affine map of standard normal noise.
 
     Map: ``x = mu + L z`` with ``L`` lower-triangular with positive diagonal
-    (``covariance="full"``) or diagonal (``"diag"``). Both directions are cheap (a triangular
-    solve for ``log_prob``).
+    (``covariance="full"``, :class:`~flows_tf.bijectors.AffineNorm`) or diagonal (``"diag"``,
+    :class:`~flows_tf.bijectors.ActNorm`). :func:`initialize` sets ``mu`` and ``L`` to the
+    data's mean and Cholesky factor of the covariance (or standard deviations): the
+    maximum-likelihood fit, which training can only refine. Both directions are cheap (a
+    triangular solve for ``log_prob``). The same layer is the data-side ``data_affine`` of
+    every other flow, so each of them starts at this baseline.
 
     Args:
       d: event size D.
@@ -158,35 +210,31 @@ def gaussian(d, dtype, *, covariance="full"):
       covariance: ``"full"`` (default) or ``"diag"``.
 
     References:
-      The Gaussian baseline of George Papamakiarios, Theo Pavlakou and Iain Murray. Masked
+      The Gaussian baseline of George Papamakarios, Theo Pavlakou and Iain Murray. Masked
       Autoregressive Flow for Density Estimation. NeurIPS 2017. arXiv:1705.07057.
     """
     _choice("covariance", covariance, ("full", "diag"))
-    shift = tfb.Shift(tf.Variable(tf.zeros([d], dtype), name="loc"), name="loc")
-    if covariance == "full":
-        scale_tril = tfp.util.TransformedVariable(
-            tf.eye(d, dtype=dtype), tfb.FillScaleTriL(diag_shift=None), name="scale_tril"
-        )
-        scale = tfb.ScaleMatvecTriL(scale_tril, name="scale")
-    else:
-        scale_diag = tfp.util.TransformedVariable(
-            tf.ones([d], dtype), tfb.Softplus(), name="scale_diag"
-        )
-        scale = tfb.ScaleMatvecDiag(scale_diag, name="scale")
-    return tfb.Chain([shift, scale], name="gaussian")
+    return tfb.Chain(_data_affine(covariance, d, dtype), name="gaussian")
 
 
-def planar(d, dtype, *, num_layers=16):
+def planar(d, dtype, *, num_layers=16, data_affine="full"):
     """Planar flow: a stack of K planar maps.
 
     Map: ``x = z + u_hat tanh(w^T z + b)`` per layer, with ``w^T u_hat > -1``
     (:class:`flows_tf.bijectors.Planar`). Sampling (forward) is cheap; ``log_prob`` (inverse)
     solves one monotone scalar equation per layer by bisection and Newton, to float precision.
 
+    Start: ``u = 0`` (so ``u_hat = 0``, the identity; ``w ~ N(0, 0.1^2)``, ``b = 0``) behind a
+    full data affine, so the untrained flow is the Gaussian fit. Measured on digits at the
+    default budget (seed 0, model space): -65.5 nats with ``"full"``, -76.4 ``"diag"``, -119.4
+    ``"none"``; the former ``u ~ N(0, 0.1^2)`` with the unshifted ``m`` scored -123.2.
+
     Args:
       d: event size D.
       dtype: float dtype.
       num_layers: K, number of planar maps (default 16).
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Danilo Jimenez Rezende and Shakir Mohamed. Variational Inference with Normalizing Flows.
@@ -196,23 +244,29 @@ def planar(d, dtype, *, num_layers=16):
     layers = []
     for i in range(num_layers):
         w = tf.Variable(tf.random.normal([d], stddev=0.1, dtype=dtype), name=f"planar_{i}_w")
-        u = tf.Variable(tf.random.normal([d], stddev=0.1, dtype=dtype), name=f"planar_{i}_u")
+        u = tf.Variable(tf.zeros([d], dtype), name=f"planar_{i}_u")  # u_hat = 0: identity
         b = tf.Variable(tf.zeros([], dtype), name=f"planar_{i}_b")
         layers.append(Planar(w, u, b, name=f"planar_{i}"))
-    return tfb.Chain(layers, name="planar_flow")
+    return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers], name="planar_flow")
 
 
-def radial(d, dtype, *, num_layers=16):
+def radial(d, dtype, *, num_layers=16, data_affine="full"):
     """Radial flow: a stack of K radial contractions/expansions.
 
     Map: ``x = z + beta (z - z0) / (alpha + ||z - z0||)`` per layer, ``alpha > 0``,
     ``beta >= -alpha`` (:class:`flows_tf.bijectors.Radial`). Both directions are cheap: the
     inverse is a closed-form quadratic in the radius.
 
+    Start: ``beta = 0`` (the identity; ``z0 ~ N(0, I)``, ``alpha = log 2``) behind a full data
+    affine, so the untrained flow is the Gaussian fit. Measured on digits at the default budget
+    (seed 0, model space): -65.6 nats with ``"full"``, -84.5 ``"diag"``, -174.9 ``"none"``.
+
     Args:
       d: event size D.
       dtype: float dtype.
       num_layers: K, number of radial maps (default 16).
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Danilo Jimenez Rezende and Shakir Mohamed. Variational Inference with Normalizing Flows.
@@ -226,21 +280,28 @@ def radial(d, dtype, *, num_layers=16):
         # softplus(beta_raw) = alpha = softplus(0): beta starts at 0, the identity.
         beta_raw = tf.Variable(tf.zeros([], dtype), name=f"radial_{i}_beta_raw")
         layers.append(Radial(z0, alpha_raw, beta_raw, name=f"radial_{i}"))
-    return tfb.Chain(layers, name="radial_flow")
+    return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers], name="radial_flow")
 
 
-def nice(d, dtype, *, num_layers=4, hidden_units=(1000, 1000, 1000, 1000, 1000)):
+def nice(
+    d, dtype, *, num_layers=4, hidden_units=(1000, 1000, 1000, 1000, 1000), data_affine="full"
+):
     """NICE: additive coupling layers with alternating halves, then a diagonal rescaling.
 
     Map: per layer ``x_b = z_b + t(z_a)``, ``x_a = z_a`` (halves swap between layers), all
     followed (data to noise) by ``h -> h / s``; ``log|det|`` is constant. Both directions are
     cheap (one network pass per layer). Built on ``tfb.RealNVP`` with a shift-only network.
 
+    Start: zero output layers (every coupling the identity), unit rescaling, full data affine
+    (the choice measured best for MAF, planar and radial on digits).
+
     Args:
       d: event size D >= 2.
       dtype: float dtype.
       num_layers: number of coupling layers (default 4, as in the paper).
       hidden_units: ReLU hidden widths of each coupling network (default 5 x 1000).
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Laurent Dinh, David Krueger and Yoshua Bengio. NICE: Non-linear Independent Components
@@ -262,21 +323,27 @@ def nice(d, dtype, *, num_layers=4, hidden_units=(1000, 1000, 1000, 1000, 1000))
             )
         )
     scale = tfp.util.TransformedVariable(tf.ones([d], dtype), tfb.Exp(), name="nice_scale")
-    return tfb.Chain([*layers, tfb.ScaleMatvecDiag(scale, name="rescale")], name="nice")
+    rescale = tfb.ScaleMatvecDiag(scale, name="rescale")
+    return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers, rescale], name="nice")
 
 
-def realnvp(d, dtype, *, num_layers=5, hidden_units=(512, 512)):
+def realnvp(d, dtype, *, num_layers=5, hidden_units=(512, 512), data_affine="full"):
     """RealNVP: affine coupling layers with alternating halves and a bounded log-scale.
 
     Map: per layer ``x_b = z_b * exp(s(z_a)) + t(z_a)``, ``x_a = z_a``, with
     ``s = 3 tanh(raw / 3)`` so no layer scales by more than ``e^3``. Both directions are cheap
     (one network pass per layer).
 
+    Start: zero output layers (shift 0, log-scale 0: every coupling the identity) behind a full
+    data affine (the choice measured best for MAF, planar and radial on digits).
+
     Args:
       d: event size D >= 2.
       dtype: float dtype.
       num_layers: number of coupling layers (default 5, RealNVP (5) of the MAF paper).
       hidden_units: ReLU hidden widths of each coupling network (default 2 x 512).
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
@@ -294,7 +361,7 @@ def realnvp(d, dtype, *, num_layers=5, hidden_units=(512, 512)):
                 num_masked=masked, bijector_fn=AffineCoupling(net), name=f"affine_coupling_{i}"
             )
         )
-    return tfb.Chain(layers, name="realnvp")
+    return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers], name="realnvp")
 
 
 def _squeeze(image_shape):
@@ -320,7 +387,7 @@ def _image_shape(d, image_shape):
     return shape
 
 
-def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None):
+def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None, data_affine="full"):
     """Glow: steps of actnorm, invertible mixing and affine coupling.
 
     Map (data to noise, per step): actnorm ``h -> (h - mu) / sigma`` (data-initialised by
@@ -330,12 +397,18 @@ def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None):
     event is squeezed to ``[H/2, W/2, 4C]`` and coupling networks are 3x3 convolutions. Both
     directions are cheap.
 
+    Start: zero output layers (identity couplings), actnorms set from the data, rotations
+    (volume-preserving), behind a full data affine on the flat event: untrained, the flow is
+    the Gaussian fit up to the actnorms' re-fit of the whitened data.
+
     Args:
       d: event size D (D >= 2; H*W*C for images).
       dtype: float dtype.
       num_layers: number of steps K (default 8).
       hidden_units: hidden widths (dense units or conv channels; default 2 x 512).
       image_shape: None for vectors, or [H, W, C] (H, W even) for flattened images.
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Diederik P. Kingma and Prafulla Dhariwal. Glow: Generative Flow with Invertible 1x1
@@ -369,13 +442,14 @@ def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None):
                 name=f"glow_step_{i}",
             )
         )
+    data_side = _data_affine(data_affine, d, dtype)
     if image_shape is None:
-        return tfb.Chain(steps, name="glow")
+        return tfb.Chain([*data_side, *steps], name="glow")
     unflatten = tfb.Reshape([h // 2, w // 2, 4 * c], [d], name="unflatten")
-    return tfb.Chain([_squeeze([h, w, c]), *steps, unflatten], name="glow")
+    return tfb.Chain([*data_side, _squeeze([h, w, c]), *steps, unflatten], name="glow")
 
 
-def maf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
+def maf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse", data_affine="full"):
     """MAF: stacked masked autoregressive flows (MADE networks), orders reversed between layers.
 
     Map (per layer): ``x_i = z_i exp(s_i(x_{<i})) + t_i(x_{<i})``, bounded ``s``. Density
@@ -385,27 +459,39 @@ def maf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
     ``tfb.AutoregressiveNetwork``, whose masks are kernel constraints: train it with a tf_keras
     optimizer.
 
+    Start: each MADE's output layer zero (shift 0, log-scale 0: the identity), hidden layers with
+    PyTorch's default initialisation, behind a full data affine. Measured at the default budget
+    (model space, mean of seeds 0-2): digits -64.1 nats (TFP's Glorot hidden layers -64.4; on
+    seed 0 ``"diag"`` -69.3, ``"none"`` -76.6, the former initialisation -80.7). On
+    eight_gaussians, near N(0, I) already, ``"none"`` did better (-3.23 against -3.34; converged,
+    two seeds, -3.06 against -3.11).
+
     Args:
       d: event size D.
       dtype: float dtype.
       num_layers: number of MADE layers (default 5, MAF (5)).
       hidden_units: hidden widths of each MADE (default 2 x 512, as for tabular data).
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       George Papamakarios, Theo Pavlakou and Iain Murray. Masked Autoregressive Flow for
       Density Estimation. NeurIPS 2017. arXiv:1705.07057.
     """
     layers, between = _made_stack(d, dtype, num_layers, hidden_units, order)
-    return tfb.Chain(_interleave(layers, between), name="maf")
+    data_side = _data_affine(data_affine, d, dtype)
+    return tfb.Chain([*data_side, *_interleave(layers, between)], name="maf")
 
 
-def iaf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
+def iaf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse", data_affine="full"):
     """IAF: the inverse of MAF, ``tfb.Invert(MaskedAutoregressiveFlow)`` per layer.
 
     Map (per layer): ``x_i = z_i exp(s_i(z_{<i})) + t_i(z_{<i})``, bounded ``s``. Sampling
     (forward) is cheap: one parallel pass; density (inverse) is sequential, D passes per
     layer. Also the student of density distillation.
+
+    Start: as MAF (zero MADE output layers, PyTorch-default hidden layers, full data affine).
 
     Args:
       d: event size D.
@@ -413,6 +499,8 @@ def iaf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
       num_layers: number of layers (default 5).
       hidden_units: hidden widths of each MADE (default 2 x 512).
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever and Max
@@ -421,16 +509,29 @@ def iaf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse"):
     """
     layers, between = _made_stack(d, dtype, num_layers, hidden_units, order)
     layers = [tfb.Invert(layer, name=f"iaf_{i}") for i, layer in enumerate(layers)]
-    return tfb.Chain(_interleave(layers, between), name="iaf")
+    data_side = _data_affine(data_affine, d, dtype)
+    return tfb.Chain([*data_side, *_interleave(layers, between)], name="iaf")
 
 
-def nsf(d, dtype, *, num_layers=10, hidden_units=(256, 256), num_bins=8, tail_bound=5.0):
+def nsf(
+    d,
+    dtype,
+    *,
+    num_layers=10,
+    hidden_units=(256, 256),
+    num_bins=8,
+    tail_bound=5.0,
+    data_affine="full",
+):
     """Neural spline flow: rational-quadratic spline coupling layers with alternating halves.
 
     Map: per layer ``x_b = RQS(z_b; theta(z_a))``, ``x_a = z_a``: a monotone rational-quadratic
     spline with ``num_bins`` bins on ``[-B, B]`` and the identity outside
     (``tfb.RationalQuadraticSpline``). Both directions are cheap (the spline inverts in closed
     form).
+
+    Start: zero output layers give uniform bins and unit knot slopes (the slopes are
+    ``softplus(raw + log(e - 1))``), the identity spline, behind a full data affine.
 
     Args:
       d: event size D >= 2.
@@ -439,6 +540,8 @@ def nsf(d, dtype, *, num_layers=10, hidden_units=(256, 256), num_bins=8, tail_bo
       hidden_units: ReLU hidden widths (default 2 x 256).
       num_bins: spline bins K >= 2 (default 8).
       tail_bound: B (default 5: standardised toy data reach +-4; the paper uses 3).
+      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
+        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Conor Durkan, Artur Bekasov, Iain Murray and George Papamakarios. Neural Spline Flows.
@@ -460,7 +563,7 @@ def nsf(d, dtype, *, num_layers=10, hidden_units=(256, 256), num_bins=8, tail_bo
                 name=f"spline_coupling_{i}",
             )
         )
-    return tfb.Chain(layers, name="nsf")
+    return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers], name="nsf")
 
 
 FLOWS = {
@@ -522,6 +625,9 @@ def build_flow(name, event_shape, dtype=tf.float32, **hparams):
         return tfd.TransformedDistribution(base, bijector, name=name)
 
 
+_DATA_INITIALISED = (ActNorm, AffineNorm)
+
+
 def _inverse_order(bijector):
     """Leaf bijectors in the order ``inverse`` applies them (data side first)."""
     # tfb.Chain builds a private non-composite subclass of Composition when it holds variables.
@@ -533,20 +639,23 @@ def _inverse_order(bijector):
 
 
 def initialize(flow, x, force=False):
-    """Data-dependent initialisation: set every actnorm from the batch ``x`` (N, D) it sees.
+    """Data-dependent initialisation of every actnorm and data affine from the batch ``x``.
 
-    Pushes ``x`` through the inverse, layer by layer, and standardises each
-    :class:`~flows_tf.bijectors.ActNorm` on its own input. ActNorms already initialised (for
-    instance restored from a checkpoint) are left alone unless ``force``. A no-op for flows
-    without actnorm. Returns the number of actnorm layers set.
+    Pushes ``x`` (N, D) through the inverse, layer by layer, and initialises each
+    :class:`~flows_tf.bijectors.ActNorm` (per-dimension mean and scale) and
+    :class:`~flows_tf.bijectors.AffineNorm` (mean and Cholesky factor of the covariance; needs
+    N > D) on its own input. Layers already initialised (for instance restored from a
+    checkpoint) are left alone unless ``force``. Every other layer starts at the identity, so
+    after this the untrained flow is the Gaussian fit of its data-side affine. A no-op for
+    flows without such layers. Returns the number of layers set.
     """
     leaves = list(_inverse_order(flow.bijector))
-    if not any(isinstance(b, ActNorm) for b in leaves):
+    if not any(isinstance(b, _DATA_INITIALISED) for b in leaves):
         return 0
     h = tf.convert_to_tensor(x, flow.dtype)
     count = 0
     for b in leaves:
-        if isinstance(b, ActNorm):
+        if isinstance(b, _DATA_INITIALISED):
             count += int(b.initialize(h, force=force))
         h = b.inverse(h)
     return count

@@ -36,6 +36,7 @@ __all__ = [
     "EVALUATION_DEFAULTS",
     "train_job",
     "evaluate_job",
+    "per_example_path",
     "rule_arguments",
     "log_to",
     "job_params",
@@ -45,7 +46,7 @@ EVALUATION_DEFAULTS = {
     "batch_size": 4096,  # rows per compiled log_prob call
     "n_samples": 2000,  # samples.npy
     "vi_samples": 10000,  # Monte Carlo samples for ELBO / KL / ESS
-    "timing_n": 1000,
+    "timing_n": 1000,  # rows per timed call of the serial time_models step (flows_tf.timing)
     "timing_repeats": 5,
     "grid_n": 200,  # density_grid.npz resolution (2-D flows)
 }
@@ -222,7 +223,7 @@ def train_job(
             initialize(flow, data["train"][: min(len(data["train"]), 1024)])
         result = train.fit(
             flow,
-            job.objective,
+            job.method,
             train=data.get("train"),
             val=data.get("val"),
             target=target,
@@ -234,6 +235,8 @@ def train_job(
             progress=_say,
         )
         run.flush()
+        has_val = job.objective == "mle" and data.get("val") is not None
+        best_val_loglik = result.best_score if has_val else None
         modelio.save_flow(flow, model_dir / "model")
         spec = modelio.make_spec(job.builder, event_shape, job.hparams)
         _write_history(model_dir / "history.csv", result.history)
@@ -250,9 +253,11 @@ def train_job(
             "train_seconds": result.seconds,
             "steps": result.steps,
             "epochs": result.epochs,
-            "best_val": result.best_val,
+            "best_val_loglik": best_val_loglik,
+            "final_loss": result.final_loss,
+            "converged": result.converged,
+            "stopped_by": result.stopped_by,
             "resumed": result.resumed,
-            "stopped_early": result.stopped_early,
             "retries": result.retries,
             "threads": threads,
             "event_shape": list(event_shape),
@@ -263,7 +268,9 @@ def train_job(
                 "train_seconds": result.seconds,
                 "steps": result.steps,
                 "epochs": result.epochs,
-                "best_val": result.best_val,
+                "final_loss": result.final_loss,
+                "converged": int(result.converged),
+                **({"best_val_loglik": best_val_loglik} if best_val_loglik is not None else {}),
             },
             step=result.steps,
             flush=True,
@@ -274,6 +281,76 @@ def train_job(
         run.log_artifact(model_dir / "train.json")
     _say(f"trained {job.key} in {result.seconds:.1f} s ({result.steps} steps)")
     return summary
+
+
+def per_example_path(metrics_path) -> Path:
+    """``.../seed{seed}.loglik.npy`` beside ``.../seed{seed}.json``: per-example test values."""
+    metrics_path = Path(metrics_path)
+    return metrics_path.with_name(metrics_path.stem + ".loglik.npy")
+
+
+def _reported_loglik(flow, test, meta: dict, batch_size: int):
+    """Test log-likelihood metrics and per-example values (float64, nats) in the reported space:
+    pixel space for images (with ``test_loglik_model`` and ``bits_per_dim``), else model space."""
+    import numpy as np
+
+    from flows_tf import datasets, evaluate
+
+    ll = evaluate.loglik(flow, test, batch_size=batch_size)
+    per_example = ll.pop("per_example")
+    if not meta.get("pixel_space"):
+        return ll, per_example
+    pixel = np.asarray(datasets.pixel_loglik(meta, test, per_example), np.float64)
+    return {
+        "test_loglik": float(np.mean(pixel)),
+        "test_loglik_se": float(np.std(pixel, ddof=1) / np.sqrt(len(pixel))),
+        "n_test": len(pixel),
+        "test_loglik_model": ll["test_loglik"],
+        "bits_per_dim": float(np.mean(datasets.bits_per_dim(meta, pixel))),
+    }, pixel
+
+
+# under-load timing of student_metrics: the serial time_models step measures these instead
+_NOT_FROM_EVALUATION = ("sampling_speedup", "teacher_sample_seconds_per_1k")
+
+
+def _mixture_components(dataset: str) -> dict | None:
+    """Means, scales and weights of a toy mixture (for per-mode sample fractions), else None."""
+    from flows_tf.datasets import DATASETS
+    from flows_tf.datasets.toy import mixture_components
+
+    info = DATASETS.get(dataset)
+    return mixture_components(dataset) if info is not None and info.kind == "toy" else None
+
+
+def _data_metrics(job, flow, test, meta: dict, ev: dict, teacher_dir):
+    """Metrics of a maximum-likelihood or distilled flow on the test split, and per-example
+    test log-likelihoods; a student's ``teacher_test_loglik`` is in the student's space."""
+    import numpy as np
+
+    from flows_tf import datasets, evaluate
+
+    batch_size = int(ev["batch_size"])
+    metrics, per_example = _reported_loglik(flow, test, meta, batch_size)
+    true = datasets.true_log_prob(job.dataset, test, **job.dataset_options)
+    if true is not None:
+        metrics["true_test_loglik"] = float(np.mean(true))
+    if job.objective == "distill":
+        teacher = _load_teacher(teacher_dir)
+        diagnostics = evaluate.student_metrics(  # its timing is dropped: one round suffices
+            flow,
+            teacher,
+            n=int(ev["vi_samples"]),
+            seed=job.seed,
+            timing_n=int(ev["timing_n"]),
+            repeats=1,
+            components=_mixture_components(job.dataset),
+        )
+        metrics.update({k: v for k, v in diagnostics.items() if k not in _NOT_FROM_EVALUATION})
+        metrics["teacher_test_loglik"] = _reported_loglik(teacher, test, meta, batch_size)[0][
+            "test_loglik"
+        ]
+    return metrics, per_example
 
 
 def evaluate_job(
@@ -289,11 +366,16 @@ def evaluate_job(
 ) -> dict:
     """Evaluate a trained job, add the numbers to its MLflow run, write the metrics JSON.
 
-    The metrics JSON is flat: dataset, flow, builder, seed, objective, n_params, test_loglik,
-    test_loglik_se, true_test_loglik, train_seconds, sample_seconds_per_1k,
-    logprob_seconds_per_1k, bits_per_dim (images), elbo / kl_to_target / ess (VI),
-    teacher_test_loglik / kl_to_teacher / sampling_speedup (students), mlflow_run_id, model_dir
-    and the threads used. Missing quantities are ``null``.
+    The metrics JSON is flat: dataset, flow, builder, seed, objective, teacher, n_params,
+    test_loglik, test_loglik_se, n_test, true_test_loglik, train_seconds, best_val_loglik /
+    final_loss (from ``train.json``), bits_per_dim and test_loglik_model (images), elbo /
+    kl_to_target / kl_to_target_se / ess (VI), teacher_test_loglik / kl_to_teacher (students),
+    loglik_file, mlflow_run_id, model_dir and the threads used. Missing quantities are ``null``.
+    Timing is not measured here (the serial ``time_models`` step does it).
+
+    Beside it, ``loglik_file`` (:func:`per_example_path`, a name in the same folder) holds the
+    per-example test log-likelihoods, float64 nats in the space of ``test_loglik`` (empty for
+    energy targets, which have no test set); it is also logged to the MLflow run.
     """
     import numpy as np
 
@@ -307,7 +389,8 @@ def evaluate_job(
             f"{model_dir}/train.json belongs to {summary.get('job_key')!r}, not {job.key!r}"
         )
     flow = modelio.load_flow(_read_spec(model_dir), model_dir / "model", seed=job.seed)
-    meta, data = _load_data(job, data_dir, ("test",))
+    metrics_path = Path(metrics_path)
+    loglik_path = per_example_path(metrics_path)
     nan = float("nan")
     metrics = {
         "dataset": job.dataset,
@@ -315,21 +398,21 @@ def evaluate_job(
         "builder": job.builder,
         "seed": job.seed,
         "objective": job.objective,
+        "teacher": job.teacher,
         "job_key": job.key,
         "n_params": evaluate.n_params(flow),
         "train_seconds": summary["train_seconds"],
+        "best_val_loglik": summary.get("best_val_loglik", nan),
+        "final_loss": summary.get("final_loss", nan),
+        "steps": summary.get("steps"),
+        "converged": summary.get("converged"),
+        "stopped_by": summary.get("stopped_by"),
         "mlflow_run_id": summary["mlflow_run_id"],
         "model_dir": str(model_dir),
-        "test_loglik": nan,
-        "test_loglik_se": nan,
-        "true_test_loglik": nan,
-        "bits_per_dim": nan,
-        "elbo": nan,
-        "kl_to_target": nan,
-        "ess": nan,
-        "teacher_test_loglik": nan,
-        "kl_to_teacher": nan,
-        "sampling_speedup": nan,
+        "loglik_file": loglik_path.name,
+        **dict.fromkeys(("test_loglik", "test_loglik_se", "true_test_loglik", "bits_per_dim"), nan),
+        **dict.fromkeys(("elbo", "kl_to_target", "kl_to_target_se", "ess"), nan),
+        **dict.fromkeys(("teacher_test_loglik", "kl_to_teacher"), nan),
         "threads": dict(threads or {}),
         "train_threads": summary.get("threads", {}),
     }
@@ -337,37 +420,13 @@ def evaluate_job(
     if job.objective == "vi":
         target = datasets.energy_target(job.dataset)
         metrics.update(evaluate.vi_metrics(flow, target, n=int(ev["vi_samples"]), seed=job.seed))
+        per_example = np.zeros(0, np.float64)
     else:
-        test = data["test"]
-        ll = evaluate.loglik(flow, test, batch_size=int(ev["batch_size"]))
-        per_example = ll.pop("per_example")
-        metrics.update(ll)
-        true = datasets.true_log_prob(job.dataset, test, **job.dataset_options)
-        if true is not None:
-            metrics["true_test_loglik"] = float(np.mean(true))
-        if meta.get("pixel_space"):  # images: report in pixel space, as image-flow papers do
-            pixel = datasets.pixel_loglik(meta, test, per_example)
-            metrics["test_loglik_model"] = metrics["test_loglik"]
-            metrics["test_loglik"] = float(np.mean(pixel))
-            metrics["test_loglik_se"] = float(np.std(pixel, ddof=1) / np.sqrt(len(pixel)))
-            metrics["bits_per_dim"] = float(np.mean(datasets.bits_per_dim(meta, pixel)))
-        if job.objective == "distill":
-            teacher = _load_teacher(teacher_dir)
-            metrics["teacher_test_loglik"] = evaluate.loglik(
-                teacher, test, batch_size=int(ev["batch_size"])
-            )["test_loglik"]
-            metrics.update(
-                evaluate.student_metrics(
-                    flow,
-                    teacher,
-                    n=int(ev["vi_samples"]),
-                    seed=job.seed,
-                    timing_n=int(ev["timing_n"]),
-                    repeats=int(ev["timing_repeats"]),
-                )
-            )
-    metrics.update(evaluate.timing(flow, n=int(ev["timing_n"]), repeats=int(ev["timing_repeats"])))
-    metrics_path = Path(metrics_path)
+        meta, data = _load_data(job, data_dir, ("test",))
+        found, per_example = _data_metrics(job, flow, data["test"], meta, ev, teacher_dir)
+        metrics.update(found)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(loglik_path, np.asarray(per_example, np.float64))
     _write_json(metrics_path, metrics)
     with tracking.reopen_run(metrics["mlflow_run_id"], rule=rule) as run:
         numeric = {
@@ -378,10 +437,8 @@ def evaluate_job(
         run.log_metrics(numeric, step=int(summary.get("steps", 0)), flush=True)
         run.set_tags({"metrics_file": str(metrics_path)})
         run.log_artifact(metrics_path)
-    _say(
-        f"{job.key}: test_loglik {metrics['test_loglik']}, "
-        f"sampling {metrics['sample_seconds_per_1k']:.4f} s/1k"
-    )
+        run.log_artifact(loglik_path)
+    _say(f"{job.key}: test_loglik {metrics['test_loglik']}, kl_to_target {metrics['kl_to_target']}")
     return metrics
 
 

@@ -1,4 +1,4 @@
-"""Planar, radial and actnorm bijectors: constraints, inverses, log-dets and gradients."""
+"""Planar, radial, actnorm and affine-norm bijectors: constraints, inverses, log-dets, gradients."""
 
 import os
 
@@ -11,9 +11,10 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra.numpy import arrays  # noqa: E402
 
-from flows_tf.bijectors import ActNorm, Planar, Radial, planar_u_hat  # noqa: E402
+from flows_tf.bijectors import ActNorm, AffineNorm, Planar, Radial, planar_u_hat  # noqa: E402
 
 F64 = tf.float64
+LOG_E_MINUS_1 = np.log(np.expm1(1.0))
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
 
@@ -26,10 +27,23 @@ def vec(n=3):
 def test_planar_u_hat_keeps_w_dot_u_hat_above_minus_one(w, u):
     wu_hat = float(tf.reduce_sum(tf.constant(w) * planar_u_hat(tf.constant(w), tf.constant(u))))
     wu = float(np.dot(w, u))
-    # Exact value m(w.u) = -1 + softplus(w.u) > -1; allow only float64 rounding of |w.u|.
+    # Exact value m(w.u) = -1 + softplus(w.u + log(e - 1)) > -1; allow float64 rounding of |w.u|.
     assert wu_hat >= -1.0 - 1e-13 * (1.0 + abs(wu))
     if np.dot(w, w) > 0:
-        assert wu_hat == pytest.approx(-1.0 + np.logaddexp(0.0, wu), rel=1e-9, abs=1e-9)
+        expected = -1.0 + np.logaddexp(0.0, wu + LOG_E_MINUS_1)
+        assert wu_hat == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=50, deadline=None)
+@given(w=vec().filter(lambda w: np.dot(w, w) > 1e-12))
+def test_planar_with_zero_u_is_the_identity(w):
+    """m(0) = 0: u = 0 gives u_hat = 0 for every w (the unshifted m gave -0.31 w / ||w||^2)."""
+    w = tf.constant(w)
+    np.testing.assert_array_equal(planar_u_hat(w, tf.zeros_like(w)), np.zeros(3))
+    bij = Planar(w, tf.zeros_like(w), tf.constant(0.3, F64))
+    x = tf.constant(np.random.RandomState(0).randn(8, 3) * 3.0)
+    np.testing.assert_array_equal(bij.forward(x), x)
+    np.testing.assert_array_equal(bij.forward_log_det_jacobian(x, event_ndims=1), np.zeros(8))
 
 
 @settings(max_examples=25, deadline=None)
@@ -152,3 +166,53 @@ def test_actnorm_initialises_once_and_checkpoints_the_flag(tmp_path):
     assert not other.initialize(x)
     np.testing.assert_array_equal(other.log_scale.numpy(), an.log_scale.numpy())
     assert an.trainable_variables and len(an.trainable_variables) == 2
+
+
+def correlated(n=2000, d=3, seed=0):
+    rng = np.random.RandomState(seed)
+    return tf.constant(rng.randn(n, d) @ rng.randn(d, d) + rng.randn(d) * 5.0)
+
+
+def test_affine_norm_is_the_identity_until_initialised_then_whitens_the_data():
+    an = AffineNorm(3, dtype=F64)
+    x = correlated()
+    np.testing.assert_array_equal(an.inverse(x), x)
+    assert an.initialize(x)
+    h = an.inverse(tf.identity(x)).numpy()
+    np.testing.assert_allclose(h.mean(0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(np.cov(h, rowvar=False, bias=True), np.eye(3), atol=1e-4)  # jitter
+    # with a standard-normal base, the layer alone is the maximum-likelihood Gaussian fit
+    xn = x.numpy()
+    cov = np.cov(xn, rowvar=False, bias=True) + 1e-6 * np.eye(3)  # the documented jitter
+    diff = xn - xn.mean(0)
+    fit = -0.5 * (np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff))
+    fit -= 0.5 * (3 * np.log(2 * np.pi) + np.linalg.slogdet(cov)[1])
+    base = -0.5 * np.sum(h**2, axis=1) - 1.5 * np.log(2 * np.pi)
+    ildj = an.inverse_log_det_jacobian(tf.identity(x), event_ndims=1).numpy()
+    np.testing.assert_allclose(base + ildj, fit, atol=1e-5)
+
+
+def test_affine_norm_round_trip_log_det_and_checkpointed_flag(tmp_path):
+    an = AffineNorm(3, dtype=F64)
+    assert an.initialize(correlated())
+    assert not an.initialize(correlated(seed=1))  # second call is a no-op
+    z = tf.constant(np.random.RandomState(2).randn(16, 3))
+    x = an.forward(z)
+    np.testing.assert_allclose(an.inverse(tf.identity(x)), z, atol=1e-10)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        y = an.forward(tf.identity(z))
+    _, logdet = tf.linalg.slogdet(tape.batch_jacobian(y, z))
+    np.testing.assert_allclose(an.forward_log_det_jacobian(z, event_ndims=1), logdet, atol=1e-10)
+    path = tf.train.Checkpoint(an=an).save(str(tmp_path / "an"))
+    other = AffineNorm(3, dtype=F64)
+    tf.train.Checkpoint(an=other).restore(path)
+    assert not other.initialize(correlated(seed=3))
+    np.testing.assert_array_equal(other.inverse(tf.identity(x)), an.inverse(tf.identity(x)))
+    assert len(an.trainable_variables) == 2  # shift and the Cholesky factor's free entries
+    assert sum(int(np.prod(v.shape)) for v in an.trainable_variables) == 3 + 6
+
+
+def test_affine_norm_refuses_too_few_rows_for_a_full_covariance():
+    with pytest.raises(ValueError, match="N=3 rows for D=3"):
+        AffineNorm(3, dtype=F64).initialize(correlated(n=3))

@@ -1,6 +1,7 @@
 """Evaluation metrics against closed forms: Gaussian flows whose densities are known exactly."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -70,6 +71,13 @@ def test_vi_metrics_exact_and_mismatched():
     moment = scale / np.sqrt(2 * a) * np.exp(b**2 / (4 * a) + loc**2 / (2 * scale**2))
     assert wide["ess"] == pytest.approx(1 / np.prod(moment), rel=0.05)
     assert wide["log_z_estimate"] == pytest.approx(math.log(2 * math.pi), abs=0.05)
+    # Monte Carlo error of the KL: std(log w) / sqrt(n); the exact fit has none
+    assert exact["kl_to_target_se"] == pytest.approx(0.0, abs=1e-9)
+    d = np.log(scale)  # log w = log N(x; 0, 1) - log N(x; loc, scale) + log Z, x = loc + scale z
+    x = np.random.default_rng(1).standard_normal((40000, 2)) * scale + loc
+    log_w = np.sum(-0.5 * x**2 + 0.5 * ((x - loc) / scale) ** 2 + d, axis=1)
+    assert wide["kl_to_target_se"] == pytest.approx(log_w.std() / math.sqrt(40000), rel=0.05)
+    assert wide["elbo_se"] == wide["kl_to_target_se"]
 
 
 def test_student_metrics_of_a_flow_against_itself():
@@ -80,14 +88,30 @@ def test_student_metrics_of_a_flow_against_itself():
     assert metrics["sampling_speedup"] > 0
 
 
-def test_timing_and_n_params():
+def test_interleaved_times_warm_up_then_one_call_each_per_round():
+    calls = []
+
+    def fn(name, seconds):
+        def call():
+            calls.append(name)
+            time.sleep(seconds)
+            return np.zeros(1)
+
+        return call
+
+    times = evaluate.interleaved_times([fn("a", 0.0), fn("b", 0.02)], repeats=3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then round-robin
+    assert times.shape == (2, 3) and np.all(times[1] >= 0.02) and np.all(times[0] < 0.02)
+
+
+def test_compiled_sampler_is_repeatable_and_n_params():
     flow = _gaussian_flow(dtype=tf.float32)
-    result = evaluate.timing(flow, n=500, repeats=3)
-    assert result["timing_batch_size"] == 500 and result["timing_repeats"] == 3
-    assert result["sample_seconds_per_1k"] > 0 and result["logprob_seconds_per_1k"] > 0
+    sample = evaluate.compiled_sampler(flow, 7)
+    np.testing.assert_array_equal(sample().numpy(), sample().numpy())  # fixed seed
+    assert sample().shape == (7, 2)
     assert evaluate.n_params(flow) == 4
     train.set_seeds(0)
-    maf = build_flow("maf", [3], num_layers=1, hidden_units=[5])
+    maf = build_flow("maf", [3], num_layers=1, hidden_units=[5], data_affine="none")
     # one MADE: 3 -> 5 -> 2 * 3 (kernels and biases; masked entries included)
     assert evaluate.n_params(maf) == 3 * 5 + 5 + 5 * 6 + 6
 

@@ -217,6 +217,36 @@ def test_loglik_vs_time_one_marker_per_flow(table):
     assert [t.get_text() for t in legend.get_texts()] == MLE_FLOWS + [figures.STUDENT]
 
 
+def test_loglik_vs_time_keeps_a_far_out_flow_off_the_y_range(table):
+    far = table.copy()
+    student = far["flow"] == figures.STUDENT
+    far.loc[student, "test_loglik"] = [-3.9, -10_730.0]  # a collapsed seed: mean -5366.95
+    far = pd.concat([far, far[far["flow"] == "maf"].assign(flow="nsf", test_loglik=-2.5)])
+    ax = next(a for a in figures.loglik_vs_time(far).axes if a.get_title() == "eight_gaussians")
+    low, high = ax.get_ylim()
+    assert low > -10.0  # the panel is not flattened by the outlier
+    assert figures.STUDENT not in [c.get_label() for c in ax.containers]
+    marker = next(line for line in ax.lines if line.get_label() == figures.STUDENT)
+    assert low < marker.get_ydata()[0] < min(c.lines[0].get_ydata()[0] for c in ax.containers)
+    assert any("-5367 (off scale)" in t.get_text() and "↓" in t.get_text() for t in ax.texts)
+    edge = min(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":")
+    assert all(tick >= edge for tick in ax.get_yticks())  # no y tick inside the outlier band
+    # x: whole decades, labelled majors only, so that tick labels cannot crowd
+    lo, hi = np.log10(ax.get_xlim())
+    assert lo == int(lo) and hi == int(hi) and hi - lo >= 1
+    assert all(t.get_text() == "" for t in ax.get_xticklabels(minor=True))
+
+
+def test_far_out_flags_only_values_that_would_squeeze_the_others():
+    # -3598 squeezes the rest (range 22) 163-fold, then -25 squeezes -3.0 ... -4.6 (range 1.6)
+    # 13.75-fold; without them, -4.6 only widens the range 2.7-fold: it stays on the axis
+    values = [-3.0, -3.2, -3.4, -3.6, -4.6, -25.0, -3598.0]
+    assert list(figures.far_out(values)) == [False] * 5 + [True, True]
+    # 0.09 nats below three flows within 0.02: the panel stays readable, nothing flagged
+    assert not figures.far_out([-4.167, -4.168, -4.184, -4.256]).any()
+    assert not figures.far_out([-1.0, -100.0, -3.0]).any()  # too few flows to call one far out
+
+
 def test_distillation_shows_every_seed_and_the_objective(table):
     fig = figures.distillation(table, teacher="maf")
     ax_ll, ax_kl, ax_speed = fig.axes

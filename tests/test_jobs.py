@@ -21,7 +21,7 @@ CONFIG = {
     "vi": {
         "datasets": ["u2"],
         "flows": ["planar"],
-        "training": {"batch_size": 32, "steps": 20, "log_every": 10},
+        "training": {"batch_size": 32, "steps": 20, "eval_every": 10},
     },
 }
 EVALUATION = {"n_samples": 50, "vi_samples": 200, "timing_n": 50, "timing_repeats": 1, "grid_n": 10}
@@ -86,8 +86,8 @@ def test_mle_job_on_digits_writes_files_and_pixel_space_metrics(workdir):
         "test_loglik",
         "test_loglik_se",
         "train_seconds",
-        "sample_seconds_per_1k",
-        "logprob_seconds_per_1k",
+        "n_test",
+        "loglik_file",
         "mlflow_run_id",
         "bits_per_dim",
         "model_dir",
@@ -98,6 +98,11 @@ def test_mle_job_on_digits_writes_files_and_pixel_space_metrics(workdir):
     assert on_disk["bits_per_dim"] == pytest.approx(-on_disk["test_loglik"] / (64 * np.log(2)))
     assert on_disk["test_loglik_model"] != pytest.approx(on_disk["test_loglik"])
     assert on_disk["n_params"] == 64 + 64 * 65 // 2  # mean + Cholesky factor
+    # per-example test values beside the metrics file, in the same (pixel) space
+    per_example = np.load(jobs.per_example_path(workdir / "metrics" / "digits-gaussian.json"))
+    assert per_example.dtype == np.float64 and len(per_example) == on_disk["n_test"]
+    assert per_example.mean() == pytest.approx(on_disk["test_loglik"])
+    assert "sample_seconds_per_1k" not in on_disk  # timing is the serial step's, not this job's
     assert on_disk["elbo"] is None  # not a VI job: null, not a made-up number
     # the pools in effect are recorded (TF may already run with others earlier in this process)
     import tensorflow as tf

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
-from flows_tf import objectives, train
+from flows_tf import flows, objectives, train
 from flows_tf.flows import build_flow
 
 SMALL = {"num_layers": 2, "hidden_units": [8, 8]}
@@ -85,8 +86,8 @@ def test_each_objective_decreases_its_loss(tmp_path):
     result = train.fit(
         flow,
         "mle",
-        train=_gaussian_data(1024, 0),
-        val=_gaussian_data(256, 1),
+        train=_banana(1024, 0).astype(np.float32),  # not Gaussian: the data affine's init
+        val=_banana(256, 1).astype(np.float32),  # (the Gaussian fit) leaves work to do
         settings={"batch_size": 128, "max_epochs": 8, "learning_rate": 1e-2},
         workdir=tmp_path / "mle",
         seed=0,
@@ -103,7 +104,7 @@ def test_each_objective_decreases_its_loss(tmp_path):
         target=target,
         workdir=tmp_path / "vi",
         seed=0,
-        settings={"batch_size": 128, "steps": 150, "log_every": 25, "learning_rate": 1e-2},
+        settings={"batch_size": 128, "steps": 150, "eval_every": 25, "learning_rate": 1e-2},
     )
     _decreased(result.history, 0.5)
     assert result.traces == 1  # the annealed step takes beta as a tensor: no retrace per step
@@ -115,7 +116,137 @@ def test_each_objective_decreases_its_loss(tmp_path):
         teacher=flow,
         workdir=tmp_path / "distill",
         seed=0,
-        settings={"batch_size": 128, "steps": 150, "log_every": 25, "learning_rate": 1e-2},
+        settings={"batch_size": 128, "steps": 150, "eval_every": 25, "learning_rate": 1e-2},
     )
     _decreased(result.history, 0.2)
     assert result.traces == 1
+
+
+def _banana(n, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 2))
+    return np.stack([z[:, 0], 0.5 * z[:, 1] + 0.6 * z[:, 0] ** 2 - 1.0], axis=1)
+
+
+def _fitted(flow, loss_fn, steps):
+    """A few Adam steps on ``loss_fn()``, so the flow is no longer the identity.
+
+    tf_keras' Adam applies the MADE masks' kernel constraints; a hand-made perturbation of the
+    weights would break the autoregressive structure (and with it ``T^{-1}(T(z)) = z``).
+    """
+    optimizer = tf_keras.optimizers.Adam(0.05)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        grads = tape.gradient(loss, flow.trainable_variables)
+        optimizer.apply_gradients(zip(grads, flow.trainable_variables, strict=True))
+
+    for _ in range(steps):
+        step()
+    return flow
+
+
+def _fitted_pair(seed):
+    """A MAF teacher fitted to a banana, an IAF student a few distillation steps towards it."""
+    train.set_seeds(seed)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
+    x = tf.constant(_banana(256, seed), tf.float64)
+    _fitted(teacher, lambda: objectives.mle_loss(teacher, x), 30)
+    student = build_flow("iaf", [2], dtype=tf.float64, **SMALL)
+    _fitted(student, lambda: objectives.distillation_loss(student, teacher, 64, seed=[seed, 0]), 10)
+    return teacher, student
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A (teacher MAF, student IAF) pair in float64, neither the identity nor equal."""
+    return _fitted_pair(5)
+
+
+def test_teacher_latent_and_log_prob_match_the_flow(pair):
+    teacher, _ = pair
+    x = tf.constant(np.random.default_rng(0).standard_normal((32, 2)) * 2.0)
+    u, log_p = objectives.teacher_latent_and_log_prob(teacher, x)
+    np.testing.assert_allclose(log_p.numpy(), teacher.log_prob(tf.identity(x)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(u.numpy(), teacher.bijector.inverse(tf.identity(x)).numpy())
+
+
+def test_paired_regression_is_the_mean_squared_distance(pair):
+    _, student = pair
+    z = tf.constant(np.random.default_rng(1).standard_normal((64, 2)))
+    x = student.bijector.forward(tf.identity(z))
+    assert float(objectives.paired_regression_loss(student, z, x)) == pytest.approx(0.0, abs=1e-20)
+    shifted = x + tf.constant([0.3, -0.4], tf.float64)  # every pair off by (0.3, -0.4)
+    loss = objectives.paired_regression_loss(student, z, shifted)
+    assert float(loss) == pytest.approx(0.3**2 + 0.4**2, rel=1e-9)
+
+
+def test_latent_regression_vanishes_only_when_the_maps_agree(pair):
+    teacher, student = pair
+    # the teacher distilled into itself: T^{-1}(T(z)) = z
+    same = objectives.latent_regression_loss(teacher, teacher, 64, seed=[3, 1])
+    assert float(same) == pytest.approx(0.0, abs=1e-18)
+    other = objectives.latent_regression_loss(student, teacher, 64, seed=[3, 1])
+    z = student.distribution.sample(64, seed=[3, 1])
+    u = teacher.bijector.inverse(tf.identity(student.bijector.forward(z)))
+    expected = tf.reduce_mean(tf.reduce_sum((u - z) ** 2, axis=-1))
+    assert float(other) == pytest.approx(float(expected), rel=1e-9)
+    assert float(other) > 1e-3
+
+
+def test_anchored_distillation_adds_the_weighted_anchor(pair):
+    teacher, student = pair
+    seed, n, w = [4, 4], 64, 0.7
+    kl = float(objectives.distillation_loss(student, teacher, n, seed=seed))
+    latent = float(objectives.latent_regression_loss(student, teacher, n, seed=seed))
+    z = tf.constant(np.random.default_rng(2).standard_normal((32, 2)))
+    pairs = (z, teacher.bijector.forward(z))
+    paired = float(objectives.paired_regression_loss(student, *pairs))
+    assert float(
+        objectives.anchored_distillation_loss(student, teacher, n, anchor_weight=0.0, seed=seed)
+    ) == pytest.approx(kl, rel=1e-10)
+    with_latent = objectives.anchored_distillation_loss(
+        student, teacher, n, anchor_weight=w, seed=seed
+    )
+    assert float(with_latent) == pytest.approx(kl + w * latent, rel=1e-10)
+    with_pairs = objectives.anchored_distillation_loss(
+        student, teacher, n, anchor_weight=w, pairs=pairs, seed=seed
+    )
+    assert float(with_pairs) == pytest.approx(kl + w * paired, rel=1e-10)
+    assert abs(latent - paired) > 1e-3  # the two anchors are different numbers
+    with pytest.raises(ValueError, match="anchor_weight=-1.0"):
+        objectives.anchored_distillation_loss(student, teacher, n, anchor_weight=-1.0)
+
+
+def test_forward_kl_runs_on_a_bounded_sub_batch_only(pair):
+    teacher, student = pair
+    x = teacher.sample(16, seed=[5, 1])
+    nll = objectives.forward_kl_loss(student, x)
+    # x + 0.0: a new tensor, which no bijector cache (shared by the data affines) can answer
+    assert float(nll) == pytest.approx(-float(tf.reduce_mean(student.log_prob(x + 0.0))))
+    with pytest.raises(ValueError, match="max_rows=8"):
+        objectives.forward_kl_loss(student, x, max_rows=8)
+    mixed = objectives.mass_covering_distillation_loss(
+        student, teacher, 64, x, forward_weight=2.0, seed=[6, 1]
+    )
+    kl = objectives.distillation_loss(student, teacher, 64, seed=[6, 1])
+    assert float(mixed) == pytest.approx(float(kl) + 2.0 * float(nll), rel=1e-10)
+
+
+def test_teacher_never_reads_the_students_bijector_cache():
+    """Two flows built alike share TFP's cache for their parameter-free data-side layers."""
+    train.set_seeds(10)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
+    student = build_flow("iaf", [2], dtype=tf.float64, **SMALL)
+    data = np.random.default_rng(3).standard_normal((500, 2)) @ [[2.0, 0.5], [0.0, 0.3]] + 4.0
+    flows.initialize(teacher, data)  # the teacher's data affine (if any) now differs
+    x, log_q = objectives.sample_and_log_prob(student, 64, seed=[7, 1])
+    expected = tf.reduce_mean(log_q - teacher.log_prob(tf.identity(x)))
+    loss = objectives.distillation_loss(student, teacher, 64, seed=[7, 1])
+    assert float(loss) == pytest.approx(float(expected), rel=1e-10)
+    anchored = objectives.anchored_distillation_loss(
+        student, teacher, 64, anchor_weight=0.0, seed=[7, 1]
+    )
+    assert float(anchored) == pytest.approx(float(expected), rel=1e-10)

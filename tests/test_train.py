@@ -75,13 +75,13 @@ def test_mle_early_stopping_restores_best_weights_and_traces_once(tmp_path):
         log=lambda step, metrics: logs.append((step, metrics)),
         progress=lines.append,
     )
-    assert result.stopped_early and result.epochs < 300
+    assert result.converged and result.epochs < 300
     assert result.traces == 1  # fixed input signature: one trace for every batch and epoch
     vals = [h["val_loglik"] for h in result.history]
-    assert result.best_val == max(vals)
-    assert vals[-1] < result.best_val  # stopped after epochs without improvement ...
+    assert result.best_score == max(vals)
+    assert vals[-1] < result.best_score  # stopped after epochs without improvement ...
     # ... and the returned weights are those of the best epoch, not the last one
-    assert evaluate.loglik(flow, x_val)["test_loglik"] == pytest.approx(result.best_val, abs=1e-4)
+    assert evaluate.loglik(flow, x_val)["test_loglik"] == pytest.approx(result.best_score, abs=1e-4)
     assert [m["epoch"] for _, m in logs] == list(range(1, result.epochs + 1))  # once per epoch
     assert [s for s, _ in logs] == [h["step"] for h in result.history]
     assert all(
@@ -196,7 +196,7 @@ def test_nonfinite_loss_fails_naming_the_step(tmp_path):
             workdir=tmp_path,
             seed=0,
             log=arm,
-            settings={"batch_size": 32, "steps": 60, "log_every": 10},
+            settings={"batch_size": 32, "steps": 60, "eval_every": 10},
         )
 
 
@@ -222,7 +222,8 @@ def test_nonfinite_loss_retries_from_checkpoint_with_half_learning_rate(tmp_path
         settings={
             "batch_size": 32,
             "steps": 60,
-            "log_every": 10,
+            "eval_every": 10,
+            "checkpoint_every": 10,
             "on_nonfinite": "retry",
             "learning_rate": 1e-3,
         },
@@ -341,7 +342,7 @@ U1_TRAINING = {
     "steps": 2000,
     "anneal_steps": 600,
     "lr_schedule": "cosine",
-    "log_every": 500,
+    "eval_every": 500,
     "checkpoint_every": 10**6,
 }
 DISTILL_DATA, DISTILL_SIZES = "two_moons", {"n_train": 5000, "n_val": 1000, "n_test": 2000}
@@ -358,7 +359,7 @@ DISTILL_STUDENT_TRAINING = {
     "learning_rate": 1e-2,
     "steps": 800,
     "lr_schedule": "cosine",
-    "log_every": 200,
+    "eval_every": 200,
 }
 
 
@@ -389,7 +390,7 @@ def test_eight_gaussians_within_015_nats_of_the_truth(name, eight_gaussians, tmp
         settings={**EIGHT_GAUSSIANS_TRAINING, "max_epochs": EIGHT_GAUSSIANS_EPOCHS[name]},
     )
     test = evaluate.loglik(flow, splits["test"])
-    assert result.best_val > result.history[0]["val_loglik"]
+    assert result.best_score > result.history[0]["val_loglik"]
     print(f"{name}: {true - test['test_loglik']:.3f} nats below the true test log-likelihood")
     assert true - test["test_loglik"] < 0.15, (name, true, test)
 

@@ -5,7 +5,8 @@ data to noise (density evaluation). Every bijector here acts on the last axis
 (``forward_min_event_ndims=1``) and returns one log-determinant per event.
 
 - :class:`Planar` (cheap forward; exact numerical inverse), :class:`Radial` (both cheap;
-  closed-form inverse), :class:`ActNorm` (both cheap; data-dependent initialisation).
+  closed-form inverse), :class:`ActNorm` (per-channel affine) and :class:`AffineNorm`
+  (lower-triangular affine; both cheap, both with data-dependent initialisation).
 - :class:`OnePassMAF`, :class:`OnePassRealNVP` (:mod:`flows_tf.bijectors.onepass`): TFP's
   ``MaskedAutoregressiveFlow`` and ``RealNVP`` evaluating their conditioner once per density
   evaluation (the log-determinant is cached with the inverse); :func:`stock_twin` rebuilds a
@@ -15,12 +16,14 @@ data to noise (density evaluation). Every bijector here acts on the last axis
 """
 
 from flows_tf.bijectors.actnorm import ActNorm
+from flows_tf.bijectors.affinenorm import AffineNorm
 from flows_tf.bijectors.onepass import OnePassMAF, OnePassRealNVP, stock_twin
 from flows_tf.bijectors.planar import Planar, planar_u_hat
 from flows_tf.bijectors.radial import Radial
 
 __all__ = [
     "ActNorm",
+    "AffineNorm",
     "OnePassMAF",
     "OnePassRealNVP",
     "Planar",

@@ -65,6 +65,11 @@ class ActNorm(tfb.Bijector):
         self.initialized.assign(True)
         return True
 
+    def _get_parameterization(self):
+        # The variables are made in __init__, so equal constructor arguments do not mean equal
+        # maps: without this, TFP would share one cache between two flows' layers.
+        return id(self)
+
     def _forward(self, x):
         return x * tf.exp(self.log_scale) + self.shift
 

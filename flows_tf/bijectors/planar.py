@@ -1,5 +1,7 @@
 """Planar flow bijector (Rezende and Mohamed, 2015) with an exact numerical inverse."""
 
+import math
+
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 from tensorflow_probability.python.internal import parameter_properties as pp
@@ -10,13 +12,18 @@ __all__ = ["Planar", "planar_u_hat"]
 # 2e3 below float64 resolution, and the Newton steps that follow polish the last bits.
 _BISECTION_STEPS = 80
 _NEWTON_STEPS = 3
+# softplus(0 + log(e - 1)) = 1, so m(0) = 0: a layer with u = 0 is exactly the identity.
+_SOFTPLUS_ONE = math.log(math.expm1(1.0))
 
 
 def planar_u_hat(w, u):
     """Invertibility reparameterisation u_hat = u + (m(w.u) - w.u) w / ||w||^2.
 
-    With m(a) = -1 + softplus(a) this gives w.u_hat = m(w.u) > -1, so the planar map with
-    h = tanh is invertible (Rezende and Mohamed 2015, appendix A). ``w = 0`` leaves u as is.
+    With m(a) = -1 + softplus(a + log(e - 1)) this gives w.u_hat = m(w.u) > -1, so the planar
+    map with h = tanh is invertible (Rezende and Mohamed 2015, appendix A, whose m(a) =
+    -1 + softplus(a) is shifted here so that m(0) = 0 and m'(0) = 1 - 1/e). Hence u = 0 gives
+    u_hat = 0 for every w: the layer starts as the identity instead of the contraction
+    w.u_hat = -0.31, |u_hat| = 0.31 / ||w|| of the unshifted m. ``w = 0`` leaves u as is.
 
     Args:
       w: (..., D) tensor.
@@ -26,7 +33,7 @@ def planar_u_hat(w, u):
       u_hat, a (..., D) tensor.
     """
     wu = tf.reduce_sum(w * u, axis=-1, keepdims=True)
-    m = -1.0 + tf.math.softplus(wu)
+    m = -1.0 + tf.math.softplus(wu + tf.constant(_SOFTPLUS_ONE, wu.dtype))
     w_sq = tf.reduce_sum(tf.square(w), axis=-1, keepdims=True)
     return u + (m - wu) * tf.math.divide_no_nan(w, w_sq)
 

@@ -15,25 +15,32 @@ with the rings redefined so that their density is exact:
 
 import numpy as np
 
-__all__ = ["TOYS", "sample_toy", "toy_log_prob"]
+__all__ = ["MIXTURES", "TOYS", "mixture_components", "sample_toy", "toy_log_prob"]
 
 _EG_RADIUS, _EG_STD = 2.0 * np.sqrt(2.0), 0.5 / np.sqrt(2.0)
 _RING_RADII, _RING_STD = np.array([0.75, 1.5, 2.25, 3.0]), 0.1
 _LOG_2PI = np.log(2.0 * np.pi)
 
 
+def _eight_gaussians_components():
+    angle = 2.0 * np.pi * np.arange(8) / 8.0
+    return {
+        "means": _EG_RADIUS * np.stack([np.cos(angle), np.sin(angle)], axis=1),  # (8, 2)
+        "scales": np.full(8, _EG_STD),
+        "weights": np.full(8, 1.0 / 8.0),
+    }
+
+
 def _eight_gaussians(n, rng):
     k = rng.integers(0, 8, size=n)
-    angle = 2.0 * np.pi * k / 8.0
-    centers = _EG_RADIUS * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    centers = _eight_gaussians_components()["means"][k]
     return centers + _EG_STD * rng.standard_normal((n, 2))
 
 
 def _eight_gaussians_log_prob(x):
-    angle = 2.0 * np.pi * np.arange(8) / 8.0
-    centers = _EG_RADIUS * np.stack([np.cos(angle), np.sin(angle)], axis=1)  # (8, 2)
-    sq = ((x[:, None, :] - centers[None]) ** 2).sum(-1) / _EG_STD**2
-    comp = -0.5 * sq - _LOG_2PI - 2.0 * np.log(_EG_STD) - np.log(8.0)
+    c = _eight_gaussians_components()
+    sq = ((x[:, None, :] - c["means"][None]) ** 2).sum(-1) / c["scales"] ** 2
+    comp = -0.5 * sq - _LOG_2PI - 2.0 * np.log(c["scales"]) + np.log(c["weights"])
     return np.logaddexp.reduce(comp, axis=1)
 
 
@@ -102,6 +109,28 @@ TOYS = {
     "pinwheel": (_pinwheel, None),
     "two_spirals": (_two_spirals, None),
 }
+
+
+# name -> its components as an isotropic Gaussian mixture sum_k w_k N(mu_k, s_k^2 I)
+MIXTURES = {"eight_gaussians": _eight_gaussians_components}
+
+
+def mixture_components(name: str) -> dict | None:
+    """Components of toy ``name`` when it is an isotropic Gaussian mixture, else None.
+
+    Returns:
+        ``{"means": (K, 2), "scales": (K,), "weights": (K,)}`` float64 arrays for
+        ``p(x) = sum_k w_k N(x; mu_k, s_k^2 I)`` (fresh copies), or None (not a mixture of
+        that form; the rings mix radii, not 2-D Gaussians).
+
+    Example:
+        >>> float(mixture_components("eight_gaussians")["weights"].sum())
+        1.0
+    """
+    if name not in TOYS:
+        raise ValueError(f"unknown toy density {name!r}; known: {sorted(TOYS)}")
+    build = MIXTURES.get(name)
+    return None if build is None else build()
 
 
 def sample_toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:

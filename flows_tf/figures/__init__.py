@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from flows_tf.figures._base import STUDENT, flow_order, flow_style, save
 from flows_tf.figures.densities import density_grid, read_density_grid, vi_grid
-from flows_tf.figures.results import distillation, loglik_vs_time
+from flows_tf.figures.results import distillation, far_out, loglik_vs_time
 from flows_tf.figures.runs import digit_samples, training_curves
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "density_grid",
     "digit_samples",
     "distillation",
+    "far_out",
     "figures_for_config",
     "flow_order",
     "flow_style",

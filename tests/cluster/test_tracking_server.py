@@ -33,9 +33,9 @@ experiment: flowbench-server
 mle: {datasets: [eight_gaussians], flows: [maf],
       training: {batch_size: 250, learning_rate: 0.01, max_epochs: 1, patience: 1}}
 vi: {datasets: [u1], flows: [planar_k2],
-     training: {batch_size: 64, learning_rate: 0.01, steps: 10, anneal_steps: 5, log_every: 5}}
+     training: {batch_size: 64, learning_rate: 0.01, steps: 10, anneal_steps: 5, eval_every: 5}}
 distill: {datasets: [eight_gaussians], teacher: maf, student: iaf,
-          training: {batch_size: 64, learning_rate: 0.01, steps: 10, log_every: 5}}
+          training: {batch_size: 64, learning_rate: 0.01, steps: 10, eval_every: 5}}
 """
 JOB_KEYS = {
     "eight_gaussians/maf/seed0/mle",

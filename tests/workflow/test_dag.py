@@ -42,6 +42,9 @@ def test_dry_run_lists_every_job_of_the_grid(project, configfile):
     assert prepared == {f"results/data/{d}/train.npy" for d in experiment.data_datasets(config)}
     assert len(_planned(proc.stdout, "mlflow_init")) == 1
     assert len(_planned(proc.stdout, "build_tables")) == 1
+    # one serial timing step, holding every core so that nothing runs beside it
+    (timing,) = [b for b in proc.stdout.split("\n\n") if re.search(r"^rule time_models:", b, re.M)]
+    assert re.search(r"^\s+threads: 8$", timing, re.M)
 
 
 def test_student_trains_after_its_teacher(project):

@@ -3,44 +3,14 @@ import re
 
 from flows_tf import experiment
 
+# Cross-references the JSON schema cannot express (unknown data sets and hyperparameters, data
+# set kinds, data files, the student); every problem names its key, before any job starts.
+experiment.check_config(config)
+
 JOBS = experiment.jobs(config)
 JOB_BY_KEY = {(j.dataset, j.flow, j.seed): j for j in JOBS}
 MLFLOW_INIT = f"results/mlflow/{config['experiment']}.json"
 MODEL_DIR = "results/models/{dataset}/{flow}/seed{seed}"
-
-
-def check_config(config):
-    """Cross-references the JSON schema cannot express; an error names the bad entry."""
-    flows = set(config["flows"]) | {experiment.STUDENT}
-    for section in ("mle", "vi"):
-        for flow in (config.get(section) or {}).get("flows", []):
-            if flow not in flows:
-                raise ValueError(
-                    f"config {section}.flows: unknown flow {flow!r} "
-                    f"(defined in `flows`: {sorted(config['flows'])})"
-                )
-    distill = config.get("distill") or {}
-    if distill.get("datasets"):
-        teacher = distill.get("teacher", "maf")
-        student = distill.get("student", "iaf")
-        if teacher not in (config.get("mle") or {}).get("flows", []):
-            raise ValueError(
-                f"config distill.teacher: {teacher!r} is not one of mle.flows"
-            )
-        if student not in config["flows"]:
-            raise ValueError(f"config distill.student: unknown flow {student!r}")
-        for dataset in distill["datasets"]:
-            if dataset not in config["mle"]["datasets"]:
-                raise ValueError(
-                    f"config distill.datasets: {dataset!r} is not one of mle.datasets "
-                    "(the teacher is trained there)"
-                )
-    keys = [j.key for j in JOBS]
-    if len(keys) != len(set(keys)):
-        raise ValueError("config: a (dataset, flow, seed) job appears twice")
-
-
-check_config(config)
 
 
 def _alternatives(names):
@@ -137,10 +107,24 @@ TABLES = [
     for ext in ("csv", "md", "tex")
 ]
 RUNS_TABLE = "results/tables/runs.csv"
+TIMING_TABLE = "results/timing/timing.csv"  # serial timing, one row per model
+TIMING_CONDITIONS = "results/timing/conditions.json"  # load average, threads, sizes
+
+
+def get_serial_threads():
+    """Every core Snakemake may use, so that it runs nothing beside a serial measurement.
+
+    Without ``--cores`` (a cluster executor) the rule asks SLURM for a node of its own
+    (``slurm_extra``) and two threads.
+    """
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 2
 
 
 def get_final_outputs():
-    out = [RUNS_TABLE, *TABLES]
+    out = [RUNS_TABLE, *TABLES, TIMING_TABLE, TIMING_CONDITIONS]
     try:  # the figures of workflow/rules/figures.smk, when it defines them
         out += list(rules.figures.input)
     except WorkflowError:

@@ -1,11 +1,13 @@
-# Evaluation: test log-likelihood, timing and diagnostics of one trained flow.
+# Evaluation: test log-likelihood and diagnostics of one trained flow; then the serial timing
+# of every model at once.
 
 
 rule evaluate:
     input:
         unpack(get_evaluate_inputs),
     output:
-        "results/metrics/{dataset}/{flow}/seed{seed}.json",
+        metrics="results/metrics/{dataset}/{flow}/seed{seed}.json",
+        loglik="results/metrics/{dataset}/{flow}/seed{seed}.loglik.npy",
     log:
         "logs/evaluate/{dataset}/{flow}/seed{seed}.log",
     benchmark:
@@ -28,3 +30,28 @@ rule evaluate:
 rule evaluate_all:
     input:
         get_all_metrics(),
+
+
+# One serial step after every evaluation: all cores, so that nothing runs beside it.
+rule time_models:
+    input:
+        metrics=get_all_metrics(),
+        mlflow=ancient(MLFLOW_INIT),
+    output:
+        timing=TIMING_TABLE,
+        conditions=TIMING_CONDITIONS,
+    log:
+        "logs/timing/time_models.log",
+    benchmark:
+        "benchmarks/time_models/time_models.tsv"
+    conda:
+        "../envs/flowbench.yaml"
+    threads: get_serial_threads()
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        slurm_extra="--exclusive",
+    params:
+        evaluation=config.get("evaluation", {}),
+    script:
+        "../scripts/time_models.py"

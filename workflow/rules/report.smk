@@ -1,9 +1,12 @@
-# Tables from MLflow: exactly the runs named by the current metrics files.
+# Tables from the metrics files (and their per-example files) of exactly the current runs,
+# checked against MLflow, with the serial timing.
 
 
 rule build_tables:
     input:
         metrics=get_all_metrics(),
+        timing=TIMING_TABLE,
+        conditions=TIMING_CONDITIONS,
         mlflow=ancient(MLFLOW_INIT),
     output:
         runs=report(
@@ -42,6 +45,7 @@ rule build_tables:
         runtime=10,
     params:
         expected_runs=len(JOBS),
+        expected_seeds=config.get("seeds", [0]),
     script:
         "../scripts/tables.py"
 

@@ -1,4 +1,8 @@
-"""Snakemake script: create the MLflow store and experiment once, before the jobs fan out."""
+"""Snakemake script: create the MLflow store and experiment once, before the jobs fan out.
+
+The experiment opens in the MLflow UI as a model-training experiment with saved runs views
+(``runs_view``: the route to open after ``mlflow ui``'s address and ``#``).
+"""
 
 import json
 
@@ -12,6 +16,7 @@ with jobs.log_to(sm.log[0]):
         "experiment": sm.params.experiment,
         "experiment_id": experiment_id,
         "tracking_uri": tracking.tracking_uri(),
+        "runs_view": tracking.runs_view_url(experiment_id),
     }
     print(record)
     with open(sm.output[0], "w") as fh:

@@ -1,0 +1,139 @@
+"""IAF/MAF speed ratios of the serial timing table beside those of ``benchmarks/perf.py``.
+
+Per data set with both ``maf`` and ``iaf`` in ``results/timing/timing.csv`` (the workflow's
+``time_models`` step), per seed: ``sampling = t_sample(maf) / t_sample(iaf)`` (how much faster
+IAF draws samples) and ``density = t_log_prob(iaf) / t_log_prob(maf)`` (how much faster MAF
+evaluates densities); printed as the median over seeds [min, max]. Beside them:
+
+- ``perf.py measured``: ``perf.measure_flow`` (perf.py's own timer: median of repeats after a
+  warm-up) on the same sizes as the timed models (D, layers, hidden units from each model's
+  ``model_spec.json``; batch ``timing_batch_size``), MAF and IAF alternately ``--repeats``
+  times, with the thread settings of the timing run; median [min, max] of the per-repeat ratios;
+- ``perf.py committed``: ``benchmarks/results.csv`` at the same D (perf.py's models: 5 layers,
+  2 x 256 hidden units, 10,000 rows), for reference; other sizes, so not expected to agree.
+
+Usage:
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/compare_timing.py            # + measure
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/compare_timing.py --no-measure
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--timing", type=pathlib.Path, default=pathlib.Path("results/timing/timing.csv"))
+    p.add_argument("--perf-csv", type=pathlib.Path, default=HERE / "results.csv")
+    p.add_argument("--repeats", type=int, default=5, help="alternating perf.py measurements")
+    p.add_argument("--no-measure", dest="measure", action="store_false")
+    return p.parse_args(argv)
+
+
+def _spec(model_dir) -> dict:
+    return json.loads((pathlib.Path(model_dir) / "model_spec.json").read_text())
+
+
+def serial_ratios(timing: pd.DataFrame) -> pd.DataFrame:
+    """Per data set and seed: sampling and density ratios from the serial timing table."""
+    rows = []
+    for (dataset, seed), g in timing.groupby(["dataset", "seed"]):
+        by = g.set_index("flow")
+        if not {"maf", "iaf"} <= set(by.index):
+            continue
+        rows.append(
+            {
+                "dataset": dataset,
+                "seed": seed,
+                "D": _spec(by.loc["maf", "model_dir"])["event_shape"][0],
+                "n": int(by.loc["maf", "timing_batch_size"]),
+                "maf": _spec(by.loc["maf", "model_dir"])["hparams"],
+                "iaf": _spec(by.loc["iaf", "model_dir"])["hparams"],
+                "sampling": by.loc["maf", "sample_seconds_per_1k"]
+                / by.loc["iaf", "sample_seconds_per_1k"],
+                "density": by.loc["iaf", "logprob_seconds_per_1k"]
+                / by.loc["maf", "logprob_seconds_per_1k"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def perf_measured(d: int, n: int, hparams: dict, repeats: int) -> dict:
+    """perf.py's measure_flow on MAF and IAF of these sizes, alternately; per-repeat ratios."""
+    sys.path.insert(0, str(HERE))
+    import perf
+
+    perf.N_EVAL = n  # perf.py's batch for sampling and log_prob
+    ratios = {"sampling": [], "density": []}
+    for _ in range(repeats):
+        maf = perf.measure_flow("maf", d, hparams["maf"], False, what=("sample", "log_prob"))
+        iaf = perf.measure_flow("iaf", d, hparams["iaf"], False, what=("sample", "log_prob"))
+        ratios["sampling"].append(iaf["samples_per_s"] / maf["samples_per_s"])
+        ratios["density"].append(maf["log_prob_per_s"] / iaf["log_prob_per_s"])
+    return ratios
+
+
+def perf_committed(path: pathlib.Path, d: int) -> dict:
+    table = pd.read_csv(path).set_index(["flow", "D"])
+    maf, iaf = table.loc[("maf", d)], table.loc[("iaf", d)]
+    return {
+        "sampling": [iaf["samples_per_s"] / maf["samples_per_s"]],
+        "density": [maf["log_prob_per_s"] / iaf["log_prob_per_s"]],
+    }
+
+
+def _fmt(values) -> str:
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return f"{values[0]:.2f}x"
+    return f"{np.median(values):.2f}x [{values.min():.2f}, {values.max():.2f}]"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    timing = pd.read_csv(args.timing)
+    conditions = json.loads(args.timing.with_name("conditions.json").read_text())
+    if args.measure:
+        from flows_tf import runtime
+
+        t = conditions["threads"]
+        runtime.configure(
+            t["threads"], intra_op=t["intra_op_threads"], inter_op=t["inter_op_threads"]
+        )
+    print(
+        f"serial timing: {args.timing} ({conditions['date']}, threads {conditions['threads']}, "
+        f"load {conditions['load_before']} -> {conditions['load_after']})"
+    )
+    ratios = serial_ratios(timing)
+    columns = [
+        "data set",
+        "D",
+        "n",
+        "ratio",
+        "serial timing (seeds)",
+        "perf.py measured",
+        "perf.py committed",
+    ]
+    print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|")
+    for dataset, g in ratios.groupby("dataset"):
+        d, n = int(g["D"].iloc[0]), int(g["n"].iloc[0])
+        hparams = {"maf": g["maf"].iloc[0], "iaf": g["iaf"].iloc[0]}
+        measured = perf_measured(d, n, hparams, args.repeats) if args.measure else None
+        committed = perf_committed(args.perf_csv, d)
+        for key, label in (("sampling", "IAF/MAF sampling"), ("density", "MAF/IAF density")):
+            cells = [_fmt(g[key]), _fmt(measured[key]) if measured else "-", _fmt(committed[key])]
+            print(f"| {dataset} | {d} | {n} | {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

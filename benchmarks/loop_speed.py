@@ -1,0 +1,318 @@
+"""Training throughput at the default grid's own sizes: the real loop, the bare step, TFP, zuko.
+
+For every model the default config (``config/config.yaml``) trains, side by side in one run:
+
+- ``fit``: steps/s of :func:`flows_tf.train.fit` as a job runs it (the config's training
+  settings: blocks of compiled steps, evaluations, divergence checks, checkpoints), measured as
+  ``(N2 - N1) / (t2 - t1)`` from two fresh fits of N1 and N2 steps, so that tracing and set-up
+  cancel;
+- ``step``: one compiled optimizer step per call (``tf.function``), called once per batch;
+- ``stock``: ``fit`` again on the same model built from TFP's stock bijectors
+  (:func:`flows_tf.bijectors.stock_twin`), for the flows where it differs;
+- ``zuko``: the same model in zuko (PyTorch, eager), a plain Adam loop over the same batches,
+  where zuko has the flow (MAF, NSF, NICE, Real-NVP).
+
+Every number is the median of ``--repeats`` measurements; the load average is recorded before
+and after, and the thread settings are the jobs' (intra-op 1, inter-op 2 for 2 threads).
+
+Usage (zuko and torch are not project dependencies):
+    .venv/bin/pip install torch==2.13.0 zuko==1.6.0
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/loop_speed.py   # writes LOOP_SPEED.md
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+ZUKO = {"maf": "MAF", "nsf": "NSF", "nice": "NICE", "realnvp": "RealNVP"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=pathlib.Path, default=ROOT / "config" / "config.yaml")
+    p.add_argument("--threads", type=int, default=2, help="the jobs' thread count (default 2)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=4.0, help="target seconds per measurement")
+    p.add_argument("--only", nargs="*", default=None, help="subset of case names")
+    p.add_argument("--no-zuko", action="store_true")
+    p.add_argument("--out", type=pathlib.Path, default=HERE / "LOOP_SPEED.md")
+    return p.parse_args(argv)
+
+
+def median(values):
+    s = sorted(values)
+    return s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
+
+
+# --------------------------------------------------------------------------------------------
+# The cases: what the default config trains
+
+
+def cases(config):
+    """(name, objective, builder, hparams, dataset, training settings) of every trained model."""
+    from flows_tf import experiment
+
+    out, seen = [], set()
+    for job in experiment.jobs(config):
+        key = (job.dataset, job.flow)
+        if job.seed != 0 or key in seen:
+            continue
+        seen.add(key)
+        out.append((f"{job.objective}:{job.dataset}:{job.flow}", job))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# TensorFlow measurements
+
+
+def _inputs(config, job):
+    """What fit needs for the job: data splits, the energy target, or an (untrained) teacher."""
+    from flows_tf import datasets, experiment
+    from flows_tf.flows import build_flow, initialize
+
+    if job.objective == "vi":
+        return {"target": datasets.energy_target(job.dataset)}, (2,)
+    splits, _ = datasets.load_splits(job.dataset, seed=0, **job.dataset_options)
+    shape = tuple(splits["train"].shape[1:])
+    if job.objective == "mle":
+        return {"train": splits["train"], "val": splits["val"]}, shape
+    teacher = experiment.teacher_job(config, job)  # speed does not depend on its training
+    flow = build_flow(teacher.builder, shape, **teacher.hparams)
+    initialize(flow, splits["train"][:1024])
+    return {"teacher": flow}, shape
+
+
+def _steps_for(job, steps, inputs):
+    """Training settings that run exactly ``steps`` steps (no early stop) with the job's loop."""
+    s = {
+        **job.training,
+        "patience": None,
+        "checkpoint_every": job.training.get("checkpoint_every", 1000),
+    }
+    if job.objective == "mle":
+        batch = min(int(s.get("batch_size", 256)), len(inputs["train"]))
+        per_epoch = len(inputs["train"]) // batch
+        s["max_epochs"] = max(1, -(-steps // per_epoch))
+        return s, s["max_epochs"] * per_epoch
+    s["steps"] = steps
+    s.pop("max_epochs", None)
+    return s, steps
+
+
+def fit_rate(job, build, inputs, n1, n2, repeats):
+    """steps/s of train.fit: two fresh fits of n1 and n2 steps; the difference cancels set-up."""
+    from flows_tf import train
+
+    rates = []
+    for _ in range(repeats):
+        times = []
+        for n in (n1, n2):
+            settings, steps = _steps_for(job, n, inputs)
+            flow = build()
+            with tempfile.TemporaryDirectory() as workdir:
+                start = time.perf_counter()
+                result = train.fit(
+                    flow, job.objective, settings=settings, workdir=workdir, seed=0, **inputs
+                )
+                times.append((result.steps, time.perf_counter() - start))
+        (s1, t1), (s2, t2) = times
+        rates.append((s2 - s1) / max(t2 - t1, 1e-9))
+    return median(rates)
+
+
+def bare_step_rate(job, flow, inputs, seconds, repeats):
+    """steps/s of one compiled optimizer step per call on one fixed batch (no loop around it)."""
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras
+
+    from flows_tf import objectives
+
+    batch = int(job.training.get("batch_size", 256))
+    variables = flow.trainable_variables
+    opt = tf_keras.optimizers.Adam(1e-4)
+    if job.objective == "mle":
+        x = tf.constant(inputs["train"][: min(batch, len(inputs["train"]))])
+
+        def loss():
+            return objectives.mle_loss(flow, x)
+    elif job.objective == "vi":
+
+        def loss():
+            return objectives.reverse_kl_loss(flow, inputs["target"], batch, seed=[0, 1])
+    else:
+
+        def loss():
+            return objectives.distillation_loss(flow, inputs["teacher"], batch, seed=[0, 1])
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            value = loss()
+        opt.apply_gradients(zip(tape.gradient(value, variables), variables, strict=True))
+        return value
+
+    step().numpy()
+    n = 3
+    while True:  # calibrate the number of calls to about `seconds`
+        start = time.perf_counter()
+        for _ in range(n):
+            step()
+        np.asarray(step())
+        elapsed = time.perf_counter() - start
+        if elapsed > seconds / 4 or n > 10**5:
+            break
+        n *= 4
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            step()
+        np.asarray(step())
+        rates.append((n + 1) / (time.perf_counter() - start))
+    return median(rates)
+
+
+# --------------------------------------------------------------------------------------------
+# zuko (PyTorch, eager): the same model and batches, a plain Adam loop
+
+
+def zuko_rate(job, x_train, seconds, repeats, threads):
+    import torch
+    import zuko
+
+    torch.set_num_threads(max(1, threads // 2))
+    h = job.hparams
+    d = x_train.shape[1]
+    kwargs = {"transforms": h.get("num_layers", 5), "hidden_features": h.get("hidden_units", [64])}
+    if job.builder == "nsf":
+        kwargs["bins"] = h.get("num_bins", 8)
+    flow = getattr(zuko.flows, ZUKO[job.builder])(d, **kwargs)
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-4)
+    batch = min(int(job.training.get("batch_size", 256)), len(x_train))
+    x = torch.as_tensor(x_train, dtype=torch.float32)
+    order = torch.randperm(len(x))
+
+    def run(n):
+        start = time.perf_counter()
+        for i in range(n):
+            j = (i * batch) % (len(x) - batch + 1)
+            loss = -flow().log_prob(x[order[j : j + batch]]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - start
+
+    n = 3
+    while run(n) < seconds / 4 and n < 10**5:
+        n *= 4
+    return median([n / run(n) for _ in range(repeats)])
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def measure(config, name, job, args):
+    from flows_tf import train
+    from flows_tf.bijectors import stock_twin
+    from flows_tf.flows import build_flow, initialize
+
+    inputs, shape = _inputs(config, job)
+
+    def build(stock=False):
+        train.set_seeds(0)
+        flow = build_flow(job.builder, shape, **job.hparams)
+        if "train" in inputs:
+            initialize(flow, inputs["train"][:1024])
+        return stock_twin(flow) if stock else flow
+
+    row = {"case": name, "D": shape[0], "objective": job.objective, "flow": job.flow}
+    step = bare_step_rate(job, build(), inputs, args.seconds, args.repeats)
+    n1 = max(10, int(step * args.seconds / 8))
+    n2 = 5 * n1
+    row["step"] = step
+    row["fit"] = fit_rate(job, build, inputs, n1, n2, args.repeats)
+    if job.builder in ("maf", "iaf", "nice", "realnvp", "glow", "nsf"):
+        row["stock"] = fit_rate(job, lambda: build(stock=True), inputs, n1, n2, args.repeats)
+    if job.objective == "mle" and job.builder in ZUKO and not args.no_zuko:
+        row["zuko"] = zuko_rate(job, inputs["train"], args.seconds, args.repeats, args.threads)
+    return row
+
+
+def _fmt(value):
+    return "–" if value is None else (f"{value:,.0f}" if value >= 100 else f"{value:.3g}")
+
+
+def write(rows, meta, out):
+    lines = [
+        "# Training throughput at the default grid's sizes (generated by benchmarks/loop_speed.py)",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        *[f"- {k}: {v}" for k, v in meta.items() if k != "command"],
+        "",
+        "steps/s; `fit` = the job's loop (`flows_tf.train.fit` with the config's settings),",
+        "`step` = one compiled step per call, `stock` = `fit` on TFP's stock bijectors,",
+        "`zuko` = zuko (PyTorch, eager) on the same model and batches.",
+        "",
+        "| case | D | fit | step | stock | zuko | fit / zuko |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = r["fit"] / r["zuko"] if r.get("zuko") else None
+        lines.append(
+            f"| {r['case']} | {r['D']} | {_fmt(r['fit'])} | {_fmt(r['step'])} | "
+            f"{_fmt(r.get('stock'))} | {_fmt(r.get('zuko'))} | "
+            f"{'–' if ratio is None else f'{ratio:.2f}x'} |"
+        )
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import yaml
+
+    from flows_tf import runtime
+
+    threads = runtime.configure(args.threads)
+    config = yaml.safe_load(args.config.read_text())
+    todo = [(n, j) for n, j in cases(config) if not args.only or n in args.only]
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    rows = []
+    for name, job in todo:
+        rows.append(measure(config, name, job, args))
+        print(json.dumps(rows[-1]), flush=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    meta = {
+        "command": "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/loop_speed.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "threads": threads,
+        "load average before / after": f"{load_before} / {os.getloadavg()}",
+        "wall time": f"{time.perf_counter() - t0:.0f} s",
+    }
+    write(rows, meta, args.out)
+
+
+if __name__ == "__main__":
+    main()

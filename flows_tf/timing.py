@@ -1,0 +1,230 @@
+"""Serial timing: every trained model in one process, sampling and log_prob, interleaved.
+
+The benchmark's timings are one measurement of their own, taken after every evaluation, with
+nothing else on the CPU (the workflow's ``time_models`` step claims all cores):
+
+1. every model of the grid is loaded (from the ``model_dir`` its metrics JSON names) and gets
+   two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its own
+   samples;
+2. each function is called once untimed (trace and warm-up);
+3. ``repeats`` rounds call every function once, models in a fixed round-robin order, so that a
+   drift of machine load hits all models alike; a call ends when its result is on the host;
+4. per model, the median over rounds gives ``sample_seconds_per_1k`` and
+   ``logprob_seconds_per_1k`` (seconds per 1,000 rows); a distilled student's
+   ``sampling_speedup`` is the median over rounds of ``teacher seconds / student seconds``, both
+   from the same round.
+
+``os.getloadavg()`` before and after, the thread settings, ``n`` and ``repeats`` are written
+beside the table (:func:`conditions`). TensorFlow is imported only by :func:`time_models`.
+
+Example:
+    >>> threads = runtime.configure(2)  # doctest: +SKIP
+    >>> run_timing(metrics_files, "results/timing/timing.csv", "results/timing/conditions.json",
+    ...            n=1000, repeats=5, threads=threads)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "TIMING_METRICS",
+    "TIMING_COLUMNS",
+    "TimingError",
+    "run_timing",
+    "read_records",
+    "time_models",
+    "timing_rows",
+    "write_timing",
+    "mirror_to_mlflow",
+    "conditions",
+]
+
+TIMING_METRICS = ["sample_seconds_per_1k", "logprob_seconds_per_1k", "sampling_speedup"]
+TIMING_COLUMNS = [
+    "job_key", "dataset", "flow", "seed", "objective", "teacher_job_key", *TIMING_METRICS,
+    "timing_batch_size", "timing_repeats", "mlflow_run_id", "model_dir",
+]  # fmt: skip
+
+
+class TimingError(RuntimeError):
+    """A model to time is missing, or a student's teacher is not among the timed models."""
+
+
+def read_records(metrics_files) -> list[dict]:
+    """The metrics JSON of each model to time (``job_key``, ``model_dir``, ``mlflow_run_id``...).
+
+    Raises:
+        TimingError: a file that is missing or not JSON, or that lacks a key it needs.
+    """
+    records = []
+    for path in metrics_files:
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise TimingError(f"metrics file {path} is missing or not JSON: {err}") from err
+        missing = [
+            k for k in ("job_key", "model_dir", "dataset", "flow", "seed") if k not in record
+        ]
+        if missing:
+            raise TimingError(f"metrics file {path} lacks {missing}")
+        records.append(record)
+    return records
+
+
+def _teacher_key(record: dict) -> str | None:
+    """The job key of a student's teacher: same data set and seed, the teacher's flow."""
+    if record.get("objective") != "distill":
+        return None
+    if not record.get("teacher"):
+        raise TimingError(f"student {record['job_key']} names no teacher in its metrics file")
+    return f"{record['dataset']}/{record['teacher']}/seed{int(record['seed'])}/mle"
+
+
+def _load(record: dict, n: int):
+    """The two timed functions of one model: compiled ``sample(n)`` and ``log_prob`` of ``n``."""
+    import tensorflow as tf
+
+    from flows_tf import evaluate, modelio
+
+    model_dir = Path(record["model_dir"])
+    spec = json.loads((model_dir / "model_spec.json").read_text())
+    flow = modelio.load_flow(spec, model_dir / "model", seed=int(record["seed"]))
+    sample = evaluate.compiled_sampler(flow, n)
+    x = tf.constant(flow.sample(n, seed=[3, 4]))
+    log_prob = evaluate.compiled_log_prob(flow)
+    return sample, lambda: log_prob(x)
+
+
+def time_models(metrics_files, *, n: int, repeats: int, threads: dict) -> tuple[list, dict]:
+    """Time every model named by ``metrics_files`` serially (see the module docstring).
+
+    Args:
+        metrics_files: metrics JSON paths, one per trained model.
+        n: rows per timed call (samples drawn, densities evaluated).
+        repeats: rounds (the median over them is reported).
+        threads: what :func:`flows_tf.runtime.configure` returned (recorded).
+
+    Returns:
+        ``(rows, conditions)``: one dict per model (:data:`TIMING_COLUMNS`) and the measurement
+        conditions (:func:`conditions`).
+    """
+    if n < 1 or repeats < 1:
+        raise ValueError(f"time_models: n and repeats must be >= 1, got n={n}, repeats={repeats}")
+    import tensorflow as tf
+
+    from flows_tf import evaluate
+
+    tf.get_logger().setLevel("ERROR")  # one tf.function per model is intended, not retracing
+    records = read_records(metrics_files)
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    fns = [fn for record in records for fn in _load(record, n)]
+    seconds = evaluate.interleaved_times(fns, repeats).reshape(len(records), 2, repeats)
+    after = {"load_after": os.getloadavg(), "seconds": time.perf_counter() - start}
+    rows = timing_rows(records, seconds, n)
+    return rows, conditions(threads, n, repeats, load_before, **after, models=len(rows))
+
+
+def timing_rows(records: list[dict], seconds: np.ndarray, n: int) -> list[dict]:
+    """Rows of the timing table from per-round seconds, shape ``(models, 2, repeats)``
+    (``[:, 0]`` sampling, ``[:, 1]`` log_prob), in the order of ``records``.
+
+    Raises:
+        TimingError: a student whose teacher is not among ``records``.
+    """
+    index = {r["job_key"]: i for i, r in enumerate(records)}
+    per_1k = 1000.0 / n
+    rows = []
+    for i, record in enumerate(records):
+        teacher = _teacher_key(record)
+        speedup = float("nan")
+        if teacher is not None:
+            if teacher not in index:
+                raise TimingError(f"student {record['job_key']}: teacher {teacher} is not timed")
+            speedup = float(np.median(seconds[index[teacher], 0] / seconds[i, 0]))
+        rows.append(
+            {
+                "job_key": record["job_key"],
+                "dataset": record["dataset"],
+                "flow": record["flow"],
+                "seed": int(record["seed"]),
+                "objective": record.get("objective"),
+                "teacher_job_key": teacher,
+                "sample_seconds_per_1k": float(np.median(seconds[i, 0])) * per_1k,
+                "logprob_seconds_per_1k": float(np.median(seconds[i, 1])) * per_1k,
+                "sampling_speedup": speedup,
+                "timing_batch_size": n,
+                "timing_repeats": seconds.shape[-1],
+                "mlflow_run_id": record.get("mlflow_run_id"),
+                "model_dir": record["model_dir"],
+            }
+        )
+    return rows
+
+
+def conditions(threads: dict, n: int, repeats: int, load_before, **extra) -> dict:
+    """What the measurement ran under: load averages (1, 5, 15 min), threads, sizes, machine."""
+    import tensorflow as tf
+
+    out = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "tensorflow": tf.__version__,
+        "threads": dict(threads),
+        "timing_batch_size": int(n),
+        "timing_repeats": int(repeats),
+        "load_before": [round(v, 2) for v in load_before],
+    }
+    for key, value in extra.items():
+        out[key] = [round(v, 2) for v in value] if key.startswith("load") else value
+    return out
+
+
+def write_timing(rows: list[dict], conds: dict, csv_path, json_path) -> pd.DataFrame:
+    """Write the timing table (one row per model) and the JSON of its conditions."""
+    frame = pd.DataFrame(rows)
+    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv_path, index=False)
+    Path(json_path).write_text(json.dumps(conds, indent=1, sort_keys=True) + "\n")
+    return frame
+
+
+def mirror_to_mlflow(rows: list[dict], conds: dict, *, rule: str = "time_models") -> None:
+    """Add each model's timing to its MLflow run (metrics at the run's last step, plus tags)."""
+    from flows_tf import tracking
+
+    tags = {
+        "timing_load_before": conds["load_before"],
+        "timing_load_after": conds.get("load_after"),
+        "timing_threads": json.dumps(conds["threads"], sort_keys=True),
+    }
+    for row in rows:
+        if not row.get("mlflow_run_id"):
+            raise TimingError(f"{row['job_key']}: its metrics file names no mlflow_run_id")
+        summary = json.loads((Path(row["model_dir"]) / "train.json").read_text())
+        metrics = {k: row[k] for k in (*TIMING_METRICS, "timing_batch_size", "timing_repeats")}
+        with tracking.reopen_run(row["mlflow_run_id"], rule=rule) as run:
+            run.log_metrics(metrics, step=int(summary.get("steps", 0)), flush=True)
+            run.set_tags(tags)
+
+
+def run_timing(metrics_files, csv_path, json_path, *, n, repeats, threads, mirror=True):
+    """The workflow's ``time_models`` step: :func:`time_models`, :func:`write_timing`, then
+    (``mirror``) :func:`mirror_to_mlflow`; returns the timing table."""
+    rows, conds = time_models(metrics_files, n=n, repeats=repeats, threads=threads)
+    frame = write_timing(rows, conds, csv_path, json_path)
+    load = f"{conds['load_before']} -> {conds['load_after']}"
+    print(f"timed {len(rows)} models in {conds['seconds']:.1f} s; load {load}", flush=True)
+    if mirror:
+        mirror_to_mlflow(rows, conds)
+    return frame
