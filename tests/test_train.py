@@ -354,12 +354,15 @@ DISTILL_TEACHER_TRAINING = {
     "patience": None,
     "lr_schedule": "cosine",
 }
-DISTILL_STUDENT_TRAINING = {
+DISTILL_STUDENT_TRAINING = {  # the default method: paired regression, then reverse + forward KL
     "batch_size": 256,
-    "learning_rate": 1e-2,
+    "learning_rate": 5e-3,
+    "finetune_learning_rate": 1e-3,
     "steps": 800,
-    "lr_schedule": "cosine",
-    "eval_every": 200,
+    "pretrain_steps": 400,
+    "bank_size": 5000,
+    "forward_weight": 10.0,
+    "eval_every": 100,
 }
 
 
@@ -428,7 +431,7 @@ def test_distilled_iaf_samples_faster_and_matches_its_maf_teacher(tmp_path):
     )
     train.fit(
         student,
-        "distill",
+        "distill_paired",
         teacher=teacher,
         workdir=tmp_path / "s",
         seed=0,

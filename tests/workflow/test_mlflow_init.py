@@ -20,6 +20,9 @@ CONFIG = {
     "seeds": [0],
     "flows": {"maf": {"num_layers": 1, "hidden_units": [4]}},
     "mle": {"datasets": ["eight_gaussians"], "flows": ["maf"]},
+    # the default config's sections are extended, not replaced, by --configfile here
+    "vi": {"datasets": [], "flows": []},
+    "distill": {"datasets": []},
 }
 
 
