@@ -256,16 +256,26 @@ def loglik_cell(values) -> dict:
     n_seeds, n_test = values.shape
     per_seed = values.mean(axis=1)
     se_test = float(values.mean(axis=0).std(ddof=1) / math.sqrt(n_test))
-    se_seed = float(per_seed.std(ddof=1) / math.sqrt(n_seeds)) if n_seeds > 1 else math.nan
-    se = math.hypot(se_test, 0.0 if math.isnan(se_seed) else se_seed)
+    se_seed = _seed_se(per_seed)
     return {
         "n_seeds": n_seeds,
         "n_test": n_test,
         "mean": float(per_seed.mean()),
         "se_test": se_test,
         "se_seed": se_seed,
-        "two_se": 2.0 * se,
+        "two_se": _two_se(se_test, se_seed),
     }
+
+
+def _seed_se(per_seed) -> float:
+    """``std_s(m_s) / sqrt(S)`` (ddof 1), NaN for one seed (the spread is not measured)."""
+    n = len(per_seed)
+    return float(np.std(per_seed, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+
+def _two_se(se_within: float, se_seed: float) -> float:
+    """``2 sqrt(se_within^2 + se_seed^2)``, the seed term counted as 0 when unknown."""
+    return 2.0 * math.hypot(se_within, 0.0 if math.isnan(se_seed) else se_seed)
 
 
 def vi_cell(kl, se) -> dict:
@@ -274,14 +284,13 @@ def vi_cell(kl, se) -> dict:
     kl, se = np.asarray(kl, np.float64), np.asarray(se, np.float64)
     n = len(kl)
     se_mc = math.sqrt(float(np.mean(se**2)) / n)
-    se_seed = float(kl.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    total = math.hypot(se_mc, 0.0 if math.isnan(se_seed) else se_seed)
+    se_seed = _seed_se(kl)
     return {
         "n_seeds": n,
         "mean": float(kl.mean()),
         "se_mc": se_mc,
         "se_seed": se_seed,
-        "two_se": 2.0 * total,
+        "two_se": _two_se(se_mc, se_seed),
     }
 
 
