@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 
-# the smoke config, restricted to one data set x one flow (5 SLURM jobs in a chain)
+# the smoke config, restricted to one data set x one flow (6 SLURM jobs in a chain)
 ONE_JOB = """
 experiment: flowbench-slurm
 mle: {datasets: [eight_gaussians], flows: [maf],
@@ -111,8 +111,9 @@ def test_smoke_benchmark_through_the_slurm_profile(slurm_cluster, tmp_path):
     # every rule ran as its own SLURM job
     logs = slurm_job_logs(tmp_path)  # slurm-logs/rule_<rule>/[<wildcards>/]<jobid>.log
     rules = {p.relative_to(tmp_path / "slurm-logs").parts[0].removeprefix("rule_") for p in logs}
-    assert len(logs) == 5
-    assert {"mlflow_init", "prepare_data", "train", "evaluate", "build_tables"} <= rules, rules
+    assert len(logs) == 6
+    chain = {"mlflow_init", "prepare_data", "train", "evaluate", "time_models", "build_tables"}
+    assert rules == chain, rules
 
     import pandas as pd
 
