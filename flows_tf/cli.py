@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flows_tf import runtime
+from flows_tf import paths, runtime
 
 __all__ = ["main", "run", "load_config"]
 
@@ -64,13 +64,18 @@ def _job(args, config):
 
 
 def _paths(args, job):
-    results = Path(args.results)
-    model = results / "models" / job.dataset / job.flow / f"seed{job.seed}"
+    def under_results(template, **fields):
+        return Path(paths.of(template, args.results, **fields))
+
     return {
-        "data_dir": None if job.objective == "vi" else results / "data" / job.dataset,
-        "model_dir": model,
-        "metrics": results / "metrics" / job.dataset / job.flow / f"seed{job.seed}.json",
-        "teacher_dir": (results / "models" / job.dataset / job.teacher / f"seed{job.seed}")
+        "data_dir": None
+        if job.objective == "vi"
+        else under_results(paths.DATA_DIR, dataset=job.dataset),
+        "model_dir": Path(paths.of_job(paths.MODEL_DIR, job, args.results)),
+        "metrics": Path(paths.of_job(paths.METRICS, job, args.results)),
+        "teacher_dir": under_results(
+            paths.MODEL_DIR, dataset=job.dataset, flow=job.teacher, seed=job.seed
+        )
         if job.teacher
         else None,
     }
@@ -87,9 +92,8 @@ def _cmd_prepare(args, config):
     from flows_tf import datasets
 
     options = dict((config.get("datasets") or {}).get(args.dataset) or {})
-    meta = datasets.prepare_dataset(
-        args.dataset, Path(args.results) / "data" / args.dataset, seed=0, **options
-    )
+    data_dir = paths.of(paths.DATA_DIR, args.results, dataset=args.dataset)
+    meta = datasets.prepare_dataset(args.dataset, data_dir, seed=0, **options)
     print(meta["shape"])
 
 
@@ -123,8 +127,7 @@ def _cmd_job(args, config):
 def _metrics_files(args, config) -> list[Path]:
     from flows_tf import experiment
 
-    results = Path(args.results) / "metrics"
-    return [results / j.dataset / j.flow / f"seed{j.seed}.json" for j in experiment.jobs(config)]
+    return [Path(paths.of_job(paths.METRICS, j, args.results)) for j in experiment.jobs(config)]
 
 
 def _cmd_time(args, config):
@@ -133,11 +136,10 @@ def _cmd_time(args, config):
     from flows_tf import jobs, timing
 
     ev = {**jobs.EVALUATION_DEFAULTS, **(config.get("evaluation") or {})}
-    out = Path(args.results) / "timing"
     timing.run_timing(
         _metrics_files(args, config),
-        out / "timing.csv",
-        out / "conditions.json",
+        paths.of(paths.TIMING, args.results),
+        paths.of(paths.TIMING_CONDITIONS, args.results),
         n=int(ev["timing_n"]),
         repeats=int(ev["timing_repeats"]),
         threads=threads,
@@ -149,15 +151,17 @@ def _cmd_tables(args, config):
 
     from flows_tf import tables
 
-    files, out = _metrics_files(args, config), Path(args.results) / "timing"
-    if not (out / "timing.csv").is_file():
-        raise SystemExit(f"flows-tf: {out / 'timing.csv'} not found; run `flows-tf time` first")
-    runs = tables.runs_frame(files, expected=len(files), timing=out / "timing.csv")
+    files = _metrics_files(args, config)
+    timing_csv = Path(paths.of(paths.TIMING, args.results))
+    if not timing_csv.is_file():
+        raise SystemExit(f"flows-tf: {timing_csv} not found; run `flows-tf time` first")
+    conditions = Path(paths.of(paths.TIMING_CONDITIONS, args.results))
+    runs = tables.runs_frame(files, expected=len(files), timing=timing_csv)
     written = tables.write_all(
         runs,
-        Path(args.results) / "tables" / "runs.csv",
+        paths.of(paths.RUNS_TABLE, args.results),
         expected_seeds=config.get("seeds", [0]),
-        timing_conditions=json.loads((out / "conditions.json").read_text()),
+        timing_conditions=json.loads(conditions.read_text()),
     )
     for name, path in written.items():
         print(name, path)

@@ -7,17 +7,24 @@ minibatch from the bank inside a compiled training step (stateless, so a step's 
 pure function of its seed).
 
 Example:
-    >>> bank = build_teacher_pairs(maf, 20000, seed=0)  # doctest: +SKIP
-    >>> z, x = draw_pairs(bank, 256, seed=tf.constant([0, 7]))  # doctest: +SKIP
+    >>> from flows_tf.flows import build_flow
+    >>> maf = build_flow("maf", [2], num_layers=2, hidden_units=[8])
+    >>> bank = build_teacher_pairs(maf, 1000, seed=0)
+    >>> z, x = draw_pairs(bank, 256, seed=tf.constant([0, 7]))
+    >>> x.shape
+    TensorShape([256, 2])
 
 References:
     Baranchuk et al. (2021), Distilling the knowledge from normalizing flows, arXiv:2106.12699.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_probability import distributions as tfd
 
 __all__ = ["BANK_STREAM", "TeacherPairs", "build_teacher_pairs", "draw_pairs"]
 
@@ -36,13 +43,15 @@ class TeacherPairs:
         return int(self.z.shape[0])
 
 
-def _positive_int(name, value):
+def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"build_teacher_pairs: {name}={value!r} must be a positive integer")
     return int(value)
 
 
-def build_teacher_pairs(teacher, n: int, *, batch_size: int = 4096, seed: int = 0) -> TeacherPairs:
+def build_teacher_pairs(
+    teacher: tfd.TransformedDistribution, n: int, *, batch_size: int = 4096, seed: int = 0
+) -> TeacherPairs:
     """Draw ``n`` pairs ``(z, T(z))`` in compiled batches of ``batch_size`` (one trace).
 
     Batch ``b`` uses the stateless seed ``fold_in((seed, BANK_STREAM), b)``: the bank is a
@@ -64,7 +73,7 @@ def build_teacher_pairs(teacher, n: int, *, batch_size: int = 4096, seed: int = 
     base = teacher.distribution
 
     @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
-    def draw(batch_seed):
+    def draw(batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         z = base.sample(batch_size, seed=batch_seed)
         return z, teacher.bijector.forward(z)
 
@@ -81,7 +90,9 @@ def build_teacher_pairs(teacher, n: int, *, batch_size: int = 4096, seed: int = 
     return TeacherPairs(z=z, x=x)
 
 
-def draw_pairs(bank: TeacherPairs, size: int, seed):
+def draw_pairs(
+    bank: TeacherPairs, size: int, seed: tf.Tensor | Sequence[int]
+) -> tuple[tf.Tensor, tf.Tensor]:
     """A minibatch of ``size`` pairs drawn uniformly with replacement from ``bank``.
 
     Args:

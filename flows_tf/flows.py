@@ -24,6 +24,8 @@ Example:
 """
 
 import inspect
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -49,31 +51,31 @@ __all__ = ["DATA_AFFINES", "FLOWS", "build_flow", "initialize"]
 # Hyperparameter checks
 
 
-def _count(name, value, minimum=1):
+def _count(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"hyperparameter {name}={value!r} must be an integer >= {minimum}")
     return int(value)
 
 
-def _units(name, value):
+def _units(name: str, value: Any) -> list[int]:
     if isinstance(value, int | str) or not value:
         raise ValueError(f"hyperparameter {name}={value!r} must be a non-empty list of integers")
     return [_count(name, v) for v in value]
 
 
-def _choice(name, value, options):
+def _choice(name: str, value: Any, options: Sequence[str]) -> str:
     if value not in options:
         raise ValueError(f"hyperparameter {name}={value!r} must be one of {list(options)}")
     return value
 
 
-def _positive(name, value):
+def _positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"hyperparameter {name}={value!r} must be a positive number")
     return float(value)
 
 
-def _coupling_dims(name, d):
+def _coupling_dims(name: str, d: int) -> int:
     if d < 2:
         raise ValueError(f"flow {name!r} splits the event in two: it needs D >= 2, got D={d}")
     return d // 2
@@ -85,7 +87,7 @@ def _coupling_dims(name, d):
 DATA_AFFINES = ("full", "diag", "none")
 
 
-def _data_affine(kind, d, dtype):
+def _data_affine(kind: str, d: int, dtype: tf.DType) -> list[tfb.Bijector]:
     """The learnable affine layer on the data side of a flow, as a (possibly empty) Chain list.
 
     ``"full"``: :class:`~flows_tf.bijectors.AffineNorm`, ``x = mu + L h`` with ``L``
@@ -102,7 +104,7 @@ def _data_affine(kind, d, dtype):
     return []
 
 
-def _lu_mixing(d, dtype, name):
+def _lu_mixing(d: int, dtype: tf.DType, name: str) -> tfb.ScaleMatvecLU:
     """``tfb.ScaleMatvecLU`` initialised at a random rotation (Glow); LU and pivots checkpointed."""
     q, _ = tf.linalg.qr(tf.random.normal([d, d], dtype=dtype))
     lower_upper, perm = tf.linalg.lu(q)
@@ -113,7 +115,7 @@ def _lu_mixing(d, dtype, name):
     )
 
 
-def _order(order, d, layer):
+def _order(order: str, d: int, layer: int) -> tfb.Permute:
     """Permutation inserted between autoregressive or coupling layers."""
     if order == "reverse":
         return tfb.Permute(np.arange(d)[::-1], name=f"reverse_{layer}")
@@ -121,7 +123,9 @@ def _order(order, d, layer):
     return tfb.Permute(perm, name=f"permute_{layer}")
 
 
-def _interleave(layers, between):
+def _interleave(
+    layers: list[tfb.Bijector], between: Callable[[int], tfb.Bijector]
+) -> list[tfb.Bijector]:
     """``[l0, b(0), l1, b(1), ..., l_{K-1}]`` as a Chain list."""
     out = []
     for i, layer in enumerate(layers):
@@ -131,7 +135,9 @@ def _interleave(layers, between):
     return out
 
 
-def _built_made(d, dtype, hidden_units, name):
+def _built_made(
+    d: int, dtype: tf.DType, hidden_units: list[int], name: str
+) -> tfb.AutoregressiveNetwork:
     """A ``tfb.AutoregressiveNetwork`` (params=2) whose variables exist on return.
 
     Hidden layers get PyTorch's default initialisation (kernel and bias uniform on
@@ -160,13 +166,13 @@ def _built_made(d, dtype, hidden_units, name):
     return made
 
 
-def _hidden_kernel_init(shape, dtype=None, **kwargs):
+def _hidden_kernel_init(shape: Sequence[int], dtype: tf.DType | None = None, **kwargs) -> tf.Tensor:
     """PyTorch's ``nn.Linear`` default, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))."""
     bound = 1.0 / np.sqrt(shape[0])
     return tf.random.uniform(shape, -bound, bound, dtype=dtype)
 
 
-def _init_made_biases_and_output(made):
+def _init_made_biases_and_output(made: tfb.AutoregressiveNetwork) -> None:
     """Hidden biases U(+-1/sqrt(fan_in)) (PyTorch's default); output kernel and bias zero."""
     variables = made.trainable_variables
     kernels, biases = variables[0::2], variables[1::2]
@@ -177,7 +183,9 @@ def _init_made_biases_and_output(made):
     biases[-1].assign(tf.zeros_like(biases[-1]))
 
 
-def _made_stack(d, dtype, num_layers, hidden_units, order):
+def _made_stack(
+    d: int, dtype: tf.DType, num_layers: int, hidden_units: Sequence[int], order: str
+) -> tuple[list[OnePassMAF], Callable[[int], tfb.Permute]]:
     """MAF layers (each a one-pass ``tfb.MaskedAutoregressiveFlow``), permutations between."""
     num_layers = _count("num_layers", num_layers)
     hidden_units = _units("hidden_units", hidden_units)
@@ -193,7 +201,7 @@ def _made_stack(d, dtype, num_layers, hidden_units, order):
 # Builders: (d, dtype, **hparams) -> bijector
 
 
-def gaussian(d, dtype, *, covariance="full"):
+def gaussian(d: int, dtype: tf.DType, *, covariance: str = "full") -> tfb.Chain:
     """Gaussian baseline: an affine map of standard normal noise.
 
     Map: ``x = mu + L z`` with ``L`` lower-triangular with positive diagonal
@@ -217,7 +225,9 @@ def gaussian(d, dtype, *, covariance="full"):
     return tfb.Chain(_data_affine(covariance, d, dtype), name="gaussian")
 
 
-def planar(d, dtype, *, num_layers=16, data_affine="full"):
+def planar(
+    d: int, dtype: tf.DType, *, num_layers: int = 16, data_affine: str = "full"
+) -> tfb.Chain:
     """Planar flow: a stack of K planar maps.
 
     Map: ``x = z + u_hat tanh(w^T z + b)`` per layer, with ``w^T u_hat > -1``
@@ -250,7 +260,9 @@ def planar(d, dtype, *, num_layers=16, data_affine="full"):
     return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers], name="planar_flow")
 
 
-def radial(d, dtype, *, num_layers=16, data_affine="full"):
+def radial(
+    d: int, dtype: tf.DType, *, num_layers: int = 16, data_affine: str = "full"
+) -> tfb.Chain:
     """Radial flow: a stack of K radial contractions/expansions.
 
     Map: ``x = z + beta (z - z0) / (alpha + ||z - z0||)`` per layer, ``alpha > 0``,
@@ -284,8 +296,13 @@ def radial(d, dtype, *, num_layers=16, data_affine="full"):
 
 
 def nice(
-    d, dtype, *, num_layers=4, hidden_units=(1000, 1000, 1000, 1000, 1000), data_affine="full"
-):
+    d: int,
+    dtype: tf.DType,
+    *,
+    num_layers: int = 4,
+    hidden_units: Sequence[int] = (1000, 1000, 1000, 1000, 1000),
+    data_affine: str = "full",
+) -> tfb.Chain:
     """NICE: additive coupling layers with alternating halves, then a diagonal rescaling.
 
     Map: per layer ``x_b = z_b + t(z_a)``, ``x_a = z_a`` (halves swap between layers), all
@@ -327,7 +344,14 @@ def nice(
     return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers, rescale], name="nice")
 
 
-def realnvp(d, dtype, *, num_layers=5, hidden_units=(512, 512), data_affine="full"):
+def realnvp(
+    d: int,
+    dtype: tf.DType,
+    *,
+    num_layers: int = 5,
+    hidden_units: Sequence[int] = (512, 512),
+    data_affine: str = "full",
+) -> tfb.Chain:
     """RealNVP: affine coupling layers with alternating halves and a bounded log-scale.
 
     Map: per layer ``x_b = z_b * exp(s(z_a)) + t(z_a)``, ``x_a = z_a``, with
@@ -364,7 +388,7 @@ def realnvp(d, dtype, *, num_layers=5, hidden_units=(512, 512), data_affine="ful
     return tfb.Chain([*_data_affine(data_affine, d, dtype), *layers], name="realnvp")
 
 
-def _squeeze(image_shape):
+def _squeeze(image_shape: Sequence[int]) -> tfb.Chain:
     """Space-to-depth as bijectors: forward ``[H/2, W/2, 4C] -> flat H*W*C`` (data layout)."""
     h, w, c = image_shape
     return tfb.Chain(
@@ -377,7 +401,7 @@ def _squeeze(image_shape):
     )
 
 
-def _image_shape(d, image_shape):
+def _image_shape(d: int, image_shape: Sequence[int]) -> list[int]:
     shape = _units("image_shape", image_shape)
     if len(shape) != 3 or int(np.prod(shape)) != d or shape[0] % 2 or shape[1] % 2:
         raise ValueError(
@@ -387,7 +411,15 @@ def _image_shape(d, image_shape):
     return shape
 
 
-def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None, data_affine="full"):
+def glow(
+    d: int,
+    dtype: tf.DType,
+    *,
+    num_layers: int = 8,
+    hidden_units: Sequence[int] = (512, 512),
+    image_shape: Sequence[int] | None = None,
+    data_affine: str = "full",
+) -> tfb.Chain:
     """Glow: steps of actnorm, invertible mixing and affine coupling.
 
     Map (data to noise, per step): actnorm ``h -> (h - mu) / sigma`` (data-initialised by
@@ -449,7 +481,15 @@ def glow(d, dtype, *, num_layers=8, hidden_units=(512, 512), image_shape=None, d
     return tfb.Chain([*data_side, _squeeze([h, w, c]), *steps, unflatten], name="glow")
 
 
-def maf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse", data_affine="full"):
+def maf(
+    d: int,
+    dtype: tf.DType,
+    *,
+    num_layers: int = 5,
+    hidden_units: Sequence[int] = (512, 512),
+    order: str = "reverse",
+    data_affine: str = "full",
+) -> tfb.Chain:
     """MAF: stacked masked autoregressive flows (MADE networks), orders reversed between layers.
 
     Map (per layer): ``x_i = z_i exp(s_i(x_{<i})) + t_i(x_{<i})``, bounded ``s``. Density
@@ -484,7 +524,15 @@ def maf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse", dat
     return tfb.Chain([*data_side, *_interleave(layers, between)], name="maf")
 
 
-def iaf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse", data_affine="full"):
+def iaf(
+    d: int,
+    dtype: tf.DType,
+    *,
+    num_layers: int = 5,
+    hidden_units: Sequence[int] = (512, 512),
+    order: str = "reverse",
+    data_affine: str = "full",
+) -> tfb.Chain:
     """IAF: the inverse of MAF, ``tfb.Invert(MaskedAutoregressiveFlow)`` per layer.
 
     Map (per layer): ``x_i = z_i exp(s_i(z_{<i})) + t_i(z_{<i})``, bounded ``s``. Sampling
@@ -514,15 +562,15 @@ def iaf(d, dtype, *, num_layers=5, hidden_units=(512, 512), order="reverse", dat
 
 
 def nsf(
-    d,
-    dtype,
+    d: int,
+    dtype: tf.DType,
     *,
-    num_layers=10,
-    hidden_units=(256, 256),
-    num_bins=8,
-    tail_bound=5.0,
-    data_affine="full",
-):
+    num_layers: int = 10,
+    hidden_units: Sequence[int] = (256, 256),
+    num_bins: int = 8,
+    tail_bound: float = 5.0,
+    data_affine: str = "full",
+) -> tfb.Chain:
     """Neural spline flow: rational-quadratic spline coupling layers with alternating halves.
 
     Map: per layer ``x_b = RQS(z_b; theta(z_a))``, ``x_a = z_a``: a monotone rational-quadratic
@@ -583,7 +631,12 @@ FLOWS = {
 # Public entry points
 
 
-def build_flow(name, event_shape, dtype=tf.float32, **hparams):
+def build_flow(
+    name: str,
+    event_shape: int | Sequence[int],
+    dtype: tf.DType | str = tf.float32,
+    **hparams,
+) -> tfd.TransformedDistribution:
     """Build flow ``name`` on a standard-normal base of shape ``event_shape`` (a 1-D shape).
 
     Args:
@@ -628,7 +681,7 @@ def build_flow(name, event_shape, dtype=tf.float32, **hparams):
 _DATA_INITIALISED = (ActNorm, AffineNorm)
 
 
-def _inverse_order(bijector):
+def _inverse_order(bijector: tfb.Bijector) -> Iterator[tfb.Bijector]:
     """Leaf bijectors in the order ``inverse`` applies them (data side first)."""
     # tfb.Chain builds a private non-composite subclass of Composition when it holds variables.
     if isinstance(bijector, tfb.Composition) and "Chain" in type(bijector).__name__:
@@ -638,7 +691,9 @@ def _inverse_order(bijector):
         yield bijector
 
 
-def initialize(flow, x, force=False):
+def initialize(
+    flow: tfd.TransformedDistribution, x: np.ndarray | tf.Tensor, force: bool = False
+) -> int:
     """Data-dependent initialisation of every actnorm and data affine from the batch ``x``.
 
     Pushes ``x`` (N, D) through the inverse, layer by layer, and initialises each

@@ -4,17 +4,28 @@ A *spec* is ``{"builder", "event_shape", "hparams", "dtype"}``; the flow's varia
 written with :class:`tf.train.Checkpoint` under ``<directory>/flow``.
 
 Example:
-    >>> spec = make_spec("maf", [2], {"num_layers": 2})
-    >>> save_flow(flow, "model")  # doctest: +SKIP
-    >>> flow2 = load_flow(spec, "model")  # doctest: +SKIP
+    >>> import tempfile
+    >>> from flows_tf.flows import build_flow
+    >>> spec = make_spec("maf", [2], {"num_layers": 2, "hidden_units": [8]})
+    >>> flow = build_flow(spec["builder"], spec["event_shape"], **spec["hparams"])
+    >>> directory = save_flow(flow, tempfile.mkdtemp())
+    >>> load_flow(spec, directory).event_shape
+    TensorShape([2])
 """
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
 
 __all__ = ["save_flow", "load_flow", "make_spec"]
 
 
-def make_spec(builder: str, event_shape, hparams: dict, dtype: str = "float32") -> dict:
+def make_spec(
+    builder: str, event_shape: Sequence[int], hparams: dict, dtype: str = "float32"
+) -> dict:
     """The spec from which :func:`load_flow` rebuilds a flow."""
     return {
         "builder": builder,
@@ -24,7 +35,7 @@ def make_spec(builder: str, event_shape, hparams: dict, dtype: str = "float32") 
     }
 
 
-def save_flow(flow, directory) -> Path:
+def save_flow(flow: "tfd.TransformedDistribution", directory: str | Path) -> Path:
     """Write the flow's variables to ``<directory>/flow``; returns the directory."""
     import tensorflow as tf
 
@@ -34,7 +45,7 @@ def save_flow(flow, directory) -> Path:
     return directory
 
 
-def load_flow(spec: dict, directory, seed: int = 0):
+def load_flow(spec: dict, directory: str | Path, seed: int = 0) -> "tfd.TransformedDistribution":
     """Build the flow of ``spec`` and restore its variables from ``<directory>/flow``.
 
     Sets TensorFlow's global seed to ``seed`` first: with op determinism on, building random

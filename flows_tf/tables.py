@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from flows_tf import tracking
 from flows_tf.timing import TIMING_METRICS
@@ -114,7 +116,7 @@ def _n_capped(group: pd.DataFrame) -> int:
     return int(sum(1 for c in known if not _truthy(c)))
 
 
-def _truthy(value) -> bool:
+def _truthy(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1")
     return bool(value)
@@ -151,7 +153,11 @@ def _check_run(path: Path, record: dict, run: dict) -> None:
         )
 
 
-def runs_frame(metrics_files, expected: int | None = None, timing=None) -> pd.DataFrame:
+def runs_frame(
+    metrics_files: Iterable[str | Path],
+    expected: int | None = None,
+    timing: pd.DataFrame | str | Path | None = None,
+) -> pd.DataFrame:
     """One row per job; every number from its metrics JSON, MLflow checked for identity only.
 
     Args:
@@ -195,7 +201,7 @@ def runs_frame(metrics_files, expected: int | None = None, timing=None) -> pd.Da
     return frame.drop(columns="_o").reset_index(drop=True)
 
 
-def _join_timing(frame: pd.DataFrame, timing) -> pd.DataFrame:
+def _join_timing(frame: pd.DataFrame, timing: pd.DataFrame | str | Path) -> pd.DataFrame:
     """Add the serial timing's metrics; every job timed once, for the run its file names."""
     if not isinstance(timing, pd.DataFrame):
         timing = pd.read_csv(timing)
@@ -245,7 +251,7 @@ def load_per_example(runs: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def loglik_cell(values) -> dict:
+def loglik_cell(values: ArrayLike) -> dict:
     """Mean and standard errors of one cell from ``values[s, i]`` (S seeds x N examples).
 
     Returns:
@@ -267,7 +273,7 @@ def loglik_cell(values) -> dict:
     }
 
 
-def _seed_se(per_seed) -> float:
+def _seed_se(per_seed: ArrayLike) -> float:
     """``std_s(m_s) / sqrt(S)`` (ddof 1), NaN for one seed (the spread is not measured)."""
     n = len(per_seed)
     return float(np.std(per_seed, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
@@ -278,7 +284,7 @@ def _two_se(se_within: float, se_seed: float) -> float:
     return 2.0 * math.hypot(se_within, 0.0 if math.isnan(se_seed) else se_seed)
 
 
-def vi_cell(kl, se) -> dict:
+def vi_cell(kl: ArrayLike, se: ArrayLike) -> dict:
     """Mean KL over seeds and its errors: ``se_mc^2 = mean(se_s^2) / S``, ``se_seed^2 =
     var(KL_s) / S`` (NaN for one seed), ``two_se = 2 sqrt(se_mc^2 + se_seed^2)``."""
     kl, se = np.asarray(kl, np.float64), np.asarray(se, np.float64)
@@ -294,7 +300,7 @@ def vi_cell(kl, se) -> dict:
     }
 
 
-def paired_p_value(best, other) -> float:
+def paired_p_value(best: ArrayLike, other: ArrayLike) -> float:
     """One-sided p-value of "``other`` is worse than ``best``": a paired t-test on
     ``d_i = best_i - other_i``, ``t = mean(d) / (std(d) / sqrt(N))``, N - 1 degrees of freedom
     (``d = 0`` everywhere gives 1)."""
@@ -314,11 +320,15 @@ def z_p_value(diff: float, se: float) -> float:
     return 0.5 * math.erfc(diff / se / math.sqrt(2.0))
 
 
-def _order(values) -> list:
+def _order(values: Iterable) -> list:
     return list(dict.fromkeys(values))
 
 
-def _cells(data: pd.DataFrame, expected_seeds, check_row):
+def _cells(
+    data: pd.DataFrame,
+    expected_seeds: Iterable[int] | None,
+    check_row: Callable[[tuple], None],
+) -> Iterator[tuple[str, str, pd.DataFrame]]:
     """``(dataset, flow, group)`` per cell, each with the configured seeds and finite values."""
     for (dataset, flow), group in data.groupby(["dataset", "flow"], sort=False):
         for row in group.itertuples():
@@ -334,7 +344,7 @@ def _cells(data: pd.DataFrame, expected_seeds, check_row):
         yield dataset, flow, group
 
 
-def _finite(row, *keys) -> None:
+def _finite(row: tuple, *keys: str) -> None:
     for key in keys:
         value = getattr(row, key)
         if value is None or not math.isfinite(float(value)):
@@ -344,7 +354,9 @@ def _finite(row, *keys) -> None:
             )
 
 
-def _bold(table: pd.DataFrame, p_value, higher_is_better: bool) -> pd.DataFrame:
+def _bold(
+    table: pd.DataFrame, p_value: Callable[[int, int], float], higher_is_better: bool
+) -> pd.DataFrame:
     """Per data set: ``p_vs_best`` of every flow against the best mean, and ``bold`` for the
     best and every flow with ``p_vs_best >= ALPHA``. ``p_value(best_index, index)``."""
     table = table.copy()
@@ -358,7 +370,11 @@ def _bold(table: pd.DataFrame, p_value, higher_is_better: bool) -> pd.DataFrame:
     return table
 
 
-def loglik_table(runs: pd.DataFrame, per_example=None, expected_seeds=None) -> pd.DataFrame:
+def loglik_table(
+    runs: pd.DataFrame,
+    per_example: dict[str, np.ndarray] | None = None,
+    expected_seeds: Iterable[int] | None = None,
+) -> pd.DataFrame:
     """Long table (:data:`LOGLIK_COLUMNS`) of test log-likelihood per (data set, flow).
 
     Args:
@@ -380,7 +396,7 @@ def loglik_table(runs: pd.DataFrame, per_example=None, expected_seeds=None) -> p
         lbar.append(values.mean(axis=0))
     table = pd.DataFrame(rows, columns=LOGLIK_COLUMNS[:-2])
 
-    def p_value(best, other):
+    def p_value(best: int, other: int) -> float:
         if len(lbar[best]) != len(lbar[other]):
             raise TableError(
                 f"data set {table.loc[best, 'dataset']}: flows {table.loc[best, 'flow']} and "
@@ -391,7 +407,9 @@ def loglik_table(runs: pd.DataFrame, per_example=None, expected_seeds=None) -> p
     return _bold(table, p_value, higher_is_better=True)[LOGLIK_COLUMNS]
 
 
-def vi_table(runs: pd.DataFrame, expected_seeds=None, log_z=None) -> pd.DataFrame:
+def vi_table(
+    runs: pd.DataFrame, expected_seeds: Iterable[int] | None = None, log_z: dict | None = None
+) -> pd.DataFrame:
     """Long table (:data:`VI_COLUMNS`) of ``KL(q || p)`` in nats per (energy target, flow).
 
     Args:
@@ -414,7 +432,7 @@ def vi_table(runs: pd.DataFrame, expected_seeds=None, log_z=None) -> pd.DataFram
     ]
     table = pd.DataFrame(rows, columns=VI_COLUMNS[:-4])
 
-    def p_value(best, other):
+    def p_value(best: int, other: int) -> float:
         se = table["two_se"] / 2.0
         diff = table.loc[other, "mean"] - table.loc[best, "mean"]
         return z_p_value(diff, math.hypot(se[other], se[best]))
@@ -444,7 +462,7 @@ def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"train_seconds": "train_job_wall_seconds"})
 
 
-def _cell_text(r) -> str:
+def _cell_text(r: tuple) -> str:
     """``mean ± 2 SE`` (2 decimals), a dagger when the seed term is unknown (one seed)."""
     mark = DAGGER if math.isnan(r.se_seed) else ""
     mark += CAPPED if int(getattr(r, "n_capped", 0) or 0) else ""
@@ -536,7 +554,7 @@ def _tex_escape(text: str) -> str:
     return str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
 
 
-def _tex_number(value) -> str:
+def _tex_number(value: float | None) -> str:
     return (
         "--"
         if value is None or (isinstance(value, float) and math.isnan(value))
@@ -585,10 +603,10 @@ def to_latex(table: pd.DataFrame, kind: str = "loglik", note: str | None = None)
 
 def write_all(
     runs: pd.DataFrame,
-    runs_path,
+    runs_path: str | Path,
     *,
-    per_example=None,
-    expected_seeds=None,
+    per_example: dict[str, np.ndarray] | None = None,
+    expected_seeds: Iterable[int] | None = None,
     timing_conditions: dict | None = None,
     log_z: dict | None = None,
 ) -> dict[str, Path]:

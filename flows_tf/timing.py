@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ class TimingError(RuntimeError):
     """A model to time is missing, or a student's teacher is not among the timed models."""
 
 
-def read_records(metrics_files) -> list[dict]:
+def read_records(metrics_files: Iterable[str | Path]) -> list[dict]:
     """The metrics JSON of each model to time (``job_key``, ``model_dir``, ``mlflow_run_id``...).
 
     Raises:
@@ -89,7 +90,7 @@ def _teacher_key(record: dict) -> str | None:
     return f"{record['dataset']}/{record['teacher']}/seed{int(record['seed'])}/mle"
 
 
-def _load(record: dict, n: int):
+def _load(record: dict, n: int) -> tuple[Callable[[], object], Callable[[], object]]:
     """The two timed functions of one model: compiled ``sample(n)`` and ``log_prob`` of ``n``."""
     import tensorflow as tf
 
@@ -104,7 +105,9 @@ def _load(record: dict, n: int):
     return sample, lambda: log_prob(x)
 
 
-def time_models(metrics_files, *, n: int, repeats: int, threads: dict) -> tuple[list, dict]:
+def time_models(
+    metrics_files: Iterable[str | Path], *, n: int, repeats: int, threads: dict
+) -> tuple[list, dict]:
     """Time every model named by ``metrics_files`` serially (see the module docstring).
 
     Args:
@@ -171,7 +174,7 @@ def timing_rows(records: list[dict], seconds: np.ndarray, n: int) -> list[dict]:
     return rows
 
 
-def conditions(threads: dict, n: int, repeats: int, load_before, **extra) -> dict:
+def conditions(threads: dict, n: int, repeats: int, load_before: Sequence[float], **extra) -> dict:
     """What the measurement ran under: load averages (1, 5, 15 min), threads, sizes, machine."""
     import tensorflow as tf
 
@@ -190,7 +193,9 @@ def conditions(threads: dict, n: int, repeats: int, load_before, **extra) -> dic
     return out
 
 
-def write_timing(rows: list[dict], conds: dict, csv_path, json_path) -> pd.DataFrame:
+def write_timing(
+    rows: list[dict], conds: dict, csv_path: str | Path, json_path: str | Path
+) -> pd.DataFrame:
     """Write the timing table (one row per model) and the JSON of its conditions."""
     frame = pd.DataFrame(rows)
     Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +223,16 @@ def mirror_to_mlflow(rows: list[dict], conds: dict, *, rule: str = "time_models"
             run.set_tags(tags)
 
 
-def run_timing(metrics_files, csv_path, json_path, *, n, repeats, threads, mirror=True):
+def run_timing(
+    metrics_files: Iterable[str | Path],
+    csv_path: str | Path,
+    json_path: str | Path,
+    *,
+    n: int,
+    repeats: int,
+    threads: dict,
+    mirror: bool = True,
+) -> pd.DataFrame:
     """The workflow's ``time_models`` step: :func:`time_models`, :func:`write_timing`, then
     (``mirror``) :func:`mirror_to_mlflow`; returns the timing table."""
     rows, conds = time_models(metrics_files, n=n, repeats=repeats, threads=threads)

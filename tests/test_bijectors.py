@@ -1,17 +1,13 @@
 """Planar, radial, actnorm and affine-norm bijectors: constraints, inverses, log-dets, gradients."""
 
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra.numpy import arrays  # noqa: E402
-
-from flows_tf.bijectors import ActNorm, AffineNorm, Planar, Radial, planar_u_hat  # noqa: E402
+from flows_tf.bijectors import ActNorm, AffineNorm, Planar, Radial, planar_u_hat
 
 F64 = tf.float64
 LOG_E_MINUS_1 = np.log(np.expm1(1.0))

@@ -12,7 +12,6 @@ from flows_tf.flows import build_flow
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-SMALL = {"num_layers": 2, "hidden_units": [8, 8]}
 TWO_MODES = {"means": [[-2.5, 0.0], [2.5, 0.0]], "scales": [0.4, 0.4], "weights": [0.5, 0.5]}
 
 
@@ -45,9 +44,9 @@ def _train(flow, loss_fn, steps, learning_rate, seed=0):
 # --- the bank ---------------------------------------------------------------------------------
 
 
-def test_bank_holds_the_teachers_own_pairs_and_depends_on_its_seed_only():
+def test_bank_holds_the_teachers_own_pairs_and_depends_on_its_seed_only(small_hparams):
     train.set_seeds(0)
-    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
     bank = distill_bank.build_teacher_pairs(teacher, 1000, batch_size=300, seed=3)
     assert bank.size == 1000 and bank.z.shape == bank.x.shape == (1000, 2)
     np.testing.assert_allclose(
@@ -64,9 +63,9 @@ def test_bank_holds_the_teachers_own_pairs_and_depends_on_its_seed_only():
         assert not np.isin(z.numpy()[:, 0], bank.z.numpy()[:, 0]).any()
 
 
-def test_draw_pairs_takes_rows_of_the_bank_deterministically():
+def test_draw_pairs_takes_rows_of_the_bank_deterministically(small_hparams):
     train.set_seeds(1)
-    teacher = build_flow("maf", [2], **SMALL)
+    teacher = build_flow("maf", [2], **small_hparams["maf"])
     bank = distill_bank.build_teacher_pairs(teacher, 50, seed=0)
     z, x = distill_bank.draw_pairs(bank, 200, tf.constant([1, 2]))
     rows = {tuple(r) for r in np.concatenate([bank.z.numpy(), bank.x.numpy()], axis=1)}
@@ -78,8 +77,8 @@ def test_draw_pairs_takes_rows_of_the_bank_deterministically():
 
 
 @pytest.mark.parametrize("key, value", [("n", 0), ("batch_size", -1), ("n", 2.5)])
-def test_bank_refuses_bad_sizes(key, value):
-    teacher = build_flow("maf", [2], **SMALL)
+def test_bank_refuses_bad_sizes(key, value, small_hparams):
+    teacher = build_flow("maf", [2], **small_hparams["maf"])
     args = {"n": 10, "batch_size": 4, key: value}
     with pytest.raises(ValueError, match=f"{key}={value!r}"):
         distill_bank.build_teacher_pairs(teacher, args.pop("n"), **args)
@@ -132,9 +131,9 @@ def test_mode_metrics_see_a_missing_mode_and_use_the_weights():
 # --- metrics of a student against its teacher --------------------------------------------------
 
 
-def test_student_metrics_of_a_flow_against_itself_and_a_shifted_copy():
+def test_student_metrics_of_a_flow_against_itself_and_a_shifted_copy(small_hparams):
     train.set_seeds(2)
-    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
     test = _mixture_samples(TWO_MODES, 500, 1)
     same = evaluate.student_metrics(
         teacher, teacher, n=500, timing_n=100, repeats=1, test=test, components=TWO_MODES

@@ -80,9 +80,9 @@ def test_vi_metrics_exact_and_mismatched():
     assert wide["elbo_se"] == wide["kl_to_target_se"]
 
 
-def test_student_metrics_of_a_flow_against_itself():
+def test_student_metrics_of_a_flow_against_itself(small_hparams):
     train.set_seeds(0)
-    teacher = build_flow("maf", [2], dtype=tf.float64, num_layers=2, hidden_units=[8, 8])
+    teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
     metrics = evaluate.student_metrics(teacher, teacher, n=500, timing_n=200, repeats=2)
     assert metrics["kl_to_teacher"] == pytest.approx(0.0, abs=1e-9)
     assert metrics["sampling_speedup"] > 0

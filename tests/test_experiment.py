@@ -60,36 +60,29 @@ def _choice_cases():
 
 
 @pytest.mark.parametrize(("builder", "hparam", "choices"), list(_choice_cases()))
-def test_builders_accept_exactly_the_listed_choices(builder, hparam, choices):
+def test_builders_accept_exactly_the_listed_choices(builder, hparam, choices, small_hparams):
     from flows_tf import build_flow
 
-    small = {"num_layers": 1, "hidden_units": [4]}
-    small = {k: v for k, v in small.items() if k in vocabulary.FLOW_HPARAMS[builder]}
+    small = small_hparams[builder]
     for value in choices:
         assert build_flow(builder, [2], **small, **{hparam: value}).event_shape == [2]
     with pytest.raises(ValueError, match=hparam):
         build_flow(builder, [2], **small, **{hparam: "not_a_choice"})
 
 
-def _sequential_forward(bijector, inverted=False) -> bool:
-    """Whether the forward map holds a MAF layer that is not inverted (one pass per dimension)."""
+def test_one_pass_samplers_are_the_builders_without_a_sequential_forward_map(small_hparams, walk):
+    """A forward map is sequential (one pass per dimension) where it holds a MAF layer that is
+    not inverted."""
     from tensorflow_probability import bijectors as tfb
 
-    if isinstance(bijector, tfb.Invert):
-        return _sequential_forward(bijector.bijector, not inverted)
-    if isinstance(bijector, tfb.MaskedAutoregressiveFlow):
-        return not inverted
-    return any(_sequential_forward(b, inverted) for b in getattr(bijector, "bijectors", []))
-
-
-def test_one_pass_samplers_are_the_builders_without_a_sequential_forward_map():
     from flows_tf import FLOWS, build_flow
 
-    small = {"num_layers": 2, "hidden_units": [4]}
     one_pass = set()
     for name in FLOWS:
-        hparams = {k: v for k, v in small.items() if k in vocabulary.FLOW_HPARAMS[name]}
-        if not _sequential_forward(build_flow(name, [2], **hparams).bijector):
+        leaves = walk(build_flow(name, [2], **small_hparams[name]).bijector)
+        if not any(
+            isinstance(b, tfb.MaskedAutoregressiveFlow) and not inverted for b, inverted in leaves
+        ):
             one_pass.add(name)
     assert set(vocabulary.ONE_PASS_SAMPLERS) == one_pass
     assert "iaf" in one_pass and "maf" not in one_pass

@@ -1,4 +1,5 @@
-"""One job end to end in-process: files, metrics fields, MLflow run, digits in pixel space."""
+"""One job end to end in-process: files, metrics fields, MLflow run, digits in pixel space; the
+same science without a tracking store, number for number."""
 
 import json
 
@@ -111,18 +112,78 @@ def test_mle_job_on_digits_writes_files_and_pixel_space_metrics(workdir):
     assert on_disk["threads"]["intra_op_threads"] == in_effect
     run = tracking.load_runs([on_disk["mlflow_run_id"]])[0]
     assert run["status"] == "FINISHED" and run["tags"]["job_key"] == job.key
+    assert run["tags"]["config_hash"] == job.config_hash and run["tags"]["flow"] == "gaussian"
+    assert run["tags"]["snakemake_rule_last"] == "evaluate"
+    assert run["metrics"]["steps"] == summary["steps"] == on_disk["steps"]
     assert run["metrics"]["test_loglik"] == pytest.approx(metrics["test_loglik"])
     assert run["params"]["objective"] == "mle"
 
 
-def test_vi_job_has_vi_metrics_and_density_grid(workdir):
+@pytest.fixture(scope="module")
+def vi_job(workdir):
     job = experiment.make_job(CONFIG, "u2", "planar", 0)
-    model_dir, summary, metrics, on_disk = _run(job, workdir)
+    return job, _run(job, workdir)
+
+
+def test_vi_job_has_vi_metrics_and_density_grid(vi_job):
+    job, (model_dir, summary, metrics, on_disk) = vi_job
     assert job.objective == "vi"
     grid = np.load(model_dir / "density_grid.npz")
     assert grid["logp"].shape == (10, 10) and np.all(np.isfinite(grid["logp"]))
     assert on_disk["kl_to_target"] >= -0.05 and 0 < on_disk["ess"] <= 1
     assert on_disk["test_loglik"] is None
+    run = tracking.load_runs([on_disk["mlflow_run_id"]])[0]
+    last = jobs.read_history(model_dir / "history.csv")[-1]
+    assert last["step"] == summary["steps"] and run["metrics"]["train_loss"] == last["train_loss"]
+    assert run["metrics"]["kl_to_target"] == on_disk["kl_to_target"]
+
+
+def test_science_needs_no_tracking_store_and_gives_the_same_numbers(vi_job, tmp_path, monkeypatch):
+    def no_store():
+        raise AssertionError("the science used the tracking store")
+
+    monkeypatch.setattr(tracking.store, "client", no_store)
+    job, (tracked_dir, tracked_summary, _, tracked_metrics) = vi_job
+    model_dir, metrics_path = tmp_path / "model", tmp_path / "metrics.json"
+    inputs = jobs.load_train_inputs(job, None)
+    summary = jobs.train_model(job, inputs, model_dir, evaluation=EVALUATION)
+    metrics = jobs.evaluate_model(
+        job, data_dir=None, model_dir=model_dir, metrics_path=metrics_path, evaluation=EVALUATION
+    )
+    assert summary["mlflow_run_id"] is None and metrics["mlflow_run_id"] is None
+    assert json.loads((model_dir / "train.json").read_text())["steps"] == summary["steps"]
+    for name in ("history.csv", "model_spec.json"):
+        assert (model_dir / name).read_text() == (tracked_dir / name).read_text(), name
+    assert np.array_equal(np.load(model_dir / "samples.npy"), np.load(tracked_dir / "samples.npy"))
+    grid, tracked_grid = (np.load(d / "density_grid.npz") for d in (model_dir, tracked_dir))
+    assert all(np.array_equal(grid[k], tracked_grid[k]) for k in ("xs", "ys", "logp"))
+    on_disk = json.loads(metrics_path.read_text())
+    for key in ("elbo", "kl_to_target", "kl_to_target_se", "ess", "n_params", "steps"):
+        assert on_disk[key] == tracked_metrics[key], key
+    assert summary["final_loss"] == tracked_summary["final_loss"]
+
+
+def test_science_modules_do_not_import_tracking():
+    import ast
+    from pathlib import Path
+
+    for name in ("training", "evaluation", "record", "logs"):
+        path = Path(jobs.__file__).parent / f"{name}.py"
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        assert not {m for m in imported if "tracking" in m or "mlflow" in m}, name
+
+
+def test_run_tags_of_a_student_name_its_teacher():
+    config = {**CONFIG, "distill": {"datasets": ["digits"], "teacher": "gaussian"}}
+    job = experiment.make_job(config, "digits", experiment.STUDENT, 0)
+    tags = jobs.run_tags(job)
+    assert tags["teacher"] == "gaussian" and tags["objective"] == "distill"
+    assert jobs.job_params(job, {"threads": 2})["job_key"] == job.key
 
 
 def test_cli_lists_the_jobs_of_a_config(capsys, tmp_path):

@@ -8,14 +8,11 @@ import tf_keras
 from flows_tf import flows, objectives, train
 from flows_tf.flows import build_flow
 
-SMALL = {"num_layers": 2, "hidden_units": [8, 8]}
-
 
 @pytest.mark.parametrize("name", ["iaf", "maf", "realnvp", "planar"])
-def test_one_pass_log_prob_matches_log_prob(name):
+def test_one_pass_log_prob_matches_log_prob(name, small_hparams):
     train.set_seeds(1)
-    hparams = {"num_layers": 2} if name == "planar" else SMALL
-    flow = build_flow(name, [3], dtype=tf.float64, **hparams)
+    flow = build_flow(name, [3], dtype=tf.float64, **small_hparams[name])
     x, log_q = objectives.sample_and_log_prob(flow, 64, seed=[4, 2])
     # tf.identity: the bijector cache must not hand back the forward pass's own values
     expected = flow.log_prob(tf.identity(x))
@@ -28,9 +25,9 @@ def test_anneal_beta_follows_schedule():
     assert float(objectives.anneal_beta(7, 0)) == 1.0
 
 
-def test_reverse_kl_of_exact_target_is_minus_log_z():
+def test_reverse_kl_of_exact_target_is_minus_log_z(small_hparams):
     train.set_seeds(2)
-    flow = build_flow("realnvp", [2], dtype=tf.float64, **SMALL)
+    flow = build_flow("realnvp", [2], dtype=tf.float64, **small_hparams["realnvp"])
     c = 1.7
 
     def target(x):  # p~ = q * e^c, so log q - log p~ = -c for every sample
@@ -43,10 +40,10 @@ def test_reverse_kl_of_exact_target_is_minus_log_z():
     assert float(annealed) == pytest.approx(float(tf.reduce_mean(0.75 * log_q - 0.25 * c)))
 
 
-def test_distillation_from_itself_is_zero_and_gradient_reaches_student_only():
+def test_distillation_from_itself_is_zero_and_gradient_reaches_student_only(small_hparams):
     train.set_seeds(3)
-    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
-    student = build_flow("iaf", [2], dtype=tf.float64, **SMALL)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
+    student = build_flow("iaf", [2], dtype=tf.float64, **small_hparams["iaf"])
     assert float(objectives.distillation_loss(teacher, teacher, 64, seed=[1, 1])) == (
         pytest.approx(0.0, abs=1e-9)
     )
@@ -56,10 +53,10 @@ def test_distillation_from_itself_is_zero_and_gradient_reaches_student_only():
     assert any(float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads if g is not None)
 
 
-def test_annealed_distillation_tempers_only_the_teacher():
+def test_annealed_distillation_tempers_only_the_teacher(small_hparams):
     train.set_seeds(4)
-    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
-    student = build_flow("iaf", [2], dtype=tf.float64, **SMALL)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
+    student = build_flow("iaf", [2], dtype=tf.float64, **small_hparams["iaf"])
     x, log_q = objectives.sample_and_log_prob(student, 64, seed=[2, 5])
     log_p = teacher.log_prob(tf.identity(x))
     annealed = objectives.distillation_loss(student, teacher, 64, beta=0.3, seed=[2, 5])
@@ -80,9 +77,9 @@ def _decreased(history, drop):
     assert last < first - drop, (first, last)
 
 
-def test_each_objective_decreases_its_loss(tmp_path):
+def test_each_objective_decreases_its_loss(tmp_path, small_hparams):
     train.set_seeds(0)
-    flow = build_flow("maf", [2], **SMALL)
+    flow = build_flow("maf", [2], **small_hparams["maf"])
     result = train.fit(
         flow,
         "mle",
@@ -97,7 +94,7 @@ def test_each_objective_decreases_its_loss(tmp_path):
     def target(x):  # an unnormalised Gaussian away from the base
         return -0.5 * tf.reduce_sum(((x - [1.0, -2.0]) / [0.5, 1.0]) ** 2, axis=-1)
 
-    q = build_flow("realnvp", [2], **SMALL)
+    q = build_flow("realnvp", [2], **small_hparams["realnvp"])
     result = train.fit(
         q,
         "vi",
@@ -109,7 +106,7 @@ def test_each_objective_decreases_its_loss(tmp_path):
     _decreased(result.history, 0.5)
     assert result.traces == 1  # the annealed step takes beta as a tensor: no retrace per step
 
-    student = build_flow("iaf", [2], **SMALL)
+    student = build_flow("iaf", [2], **small_hparams["iaf"])
     result = train.fit(
         student,
         "distill",
@@ -148,21 +145,21 @@ def _fitted(flow, loss_fn, steps):
     return flow
 
 
-def _fitted_pair(seed):
+def _fitted_pair(seed, small_hparams):
     """A MAF teacher fitted to a banana, an IAF student a few distillation steps towards it."""
     train.set_seeds(seed)
-    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
     x = tf.constant(_banana(256, seed), tf.float64)
     _fitted(teacher, lambda: objectives.mle_loss(teacher, x), 30)
-    student = build_flow("iaf", [2], dtype=tf.float64, **SMALL)
+    student = build_flow("iaf", [2], dtype=tf.float64, **small_hparams["iaf"])
     _fitted(student, lambda: objectives.distillation_loss(student, teacher, 64, seed=[seed, 0]), 10)
     return teacher, student
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(small_hparams):
     """A (teacher MAF, student IAF) pair in float64, neither the identity nor equal."""
-    return _fitted_pair(5)
+    return _fitted_pair(5, small_hparams)
 
 
 def test_teacher_latent_and_log_prob_match_the_flow(pair):
@@ -235,11 +232,11 @@ def test_forward_kl_runs_on_a_bounded_sub_batch_only(pair):
     assert float(mixed) == pytest.approx(float(kl) + 2.0 * float(nll), rel=1e-10)
 
 
-def test_teacher_never_reads_the_students_bijector_cache():
+def test_teacher_never_reads_the_students_bijector_cache(small_hparams):
     """Two flows built alike share TFP's cache for their parameter-free data-side layers."""
     train.set_seeds(10)
-    teacher = build_flow("maf", [2], dtype=tf.float64, **SMALL)
-    student = build_flow("iaf", [2], dtype=tf.float64, **SMALL)
+    teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
+    student = build_flow("iaf", [2], dtype=tf.float64, **small_hparams["iaf"])
     data = np.random.default_rng(3).standard_normal((500, 2)) @ [[2.0, 0.5], [0.0, 0.3]] + 4.0
     flows.initialize(teacher, data)  # the teacher's data affine (if any) now differs
     x, log_q = objectives.sample_and_log_prob(student, 64, seed=[7, 1])

@@ -207,7 +207,7 @@ def store(tmp_path_factory):
     for dataset, flow, seed, objective in jobs:
         job = experiment.Job(dataset, flow, seed, objective, flow)
         model_dir = root / "models" / dataset / flow / f"seed{seed}"
-        with tracking.job_run(job, EXPERIMENT, model_dir) as run:
+        with tracking.job_run(job.key, EXPERIMENT, model_dir, config_hash=job.config_hash) as run:
             run.log_metrics({"test_loglik": 99.0, "n_params": 1}, step=1, flush=True)
         path = root / "metrics" / dataset / flow / f"seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +320,9 @@ def test_runs_frame_rejects_duplicate_and_superseded_runs(store, tmp_path):
         tables.runs_frame([*files, files[0]])
     record = json.loads(files[0].read_text())
     job = experiment.Job("moons", "a", 0, "mle", "a")
-    with tracking.job_run(job, EXPERIMENT, tmp_path):  # a rerun supersedes the earlier run
+    with tracking.job_run(
+        job.key, EXPERIMENT, tmp_path, config_hash=job.config_hash
+    ):  # a rerun supersedes the earlier run
         pass
     with pytest.raises(tables.TableError, match=f"{record['mlflow_run_id']}.*superseded"):
         tables.runs_frame(files)

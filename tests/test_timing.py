@@ -63,7 +63,7 @@ def test_records_must_name_their_model(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, small_hparams):
     """A MAF teacher and an IAF student on 2-D data, saved as the workflow saves them, each
     with a finished MLflow run and a metrics file."""
     runtime.configure(2)
@@ -81,14 +81,14 @@ def trained(tmp_path_factory):
     ):
         job = experiment.Job("moons", flow_name, 0, objective, builder, teacher="maf")
         model_dir = root / "models" / "moons" / flow_name / "seed0"
-        hparams = {"num_layers": 2, "hidden_units": [8, 8]}
+        hparams = dict(small_hparams[builder])
         train.set_seeds(0)
         flow = build_flow(builder, [2], **hparams)
         modelio.save_flow(flow, model_dir / "model")
         (model_dir / "model_spec.json").write_text(
             json.dumps(modelio.make_spec(builder, [2], hparams))
         )
-        with tracking.job_run(job, EXPERIMENT, model_dir) as run:
+        with tracking.job_run(job.key, EXPERIMENT, model_dir, config_hash=job.config_hash) as run:
             pass
         (model_dir / "train.json").write_text(json.dumps({"steps": 7}))
         record = _record("moons", flow_name, 0, objective, teacher=job.teacher)

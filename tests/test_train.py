@@ -18,7 +18,6 @@ from flows_tf import evaluate, train
 from flows_tf.flows import build_flow
 
 tfb = tfp.bijectors
-SMALL = {"num_layers": 2, "hidden_units": [8, 8]}
 
 
 def _correlated(n, d, seed):
@@ -35,8 +34,8 @@ def _shifted_gaussian(x):
 # ---- settings and inputs ------------------------------------------------------------------
 
 
-def test_unknown_setting_and_bad_values_are_named(tmp_path):
-    flow = build_flow("maf", [2], **SMALL)
+def test_unknown_setting_and_bad_values_are_named(tmp_path, small_hparams):
+    flow = build_flow("maf", [2], **small_hparams["maf"])
     x = _correlated(64, 2, 0)
     with pytest.raises(ValueError, match="batchsize"):
         train.fit(flow, "mle", train=x, settings={"batchsize": 8}, workdir=tmp_path, seed=0)
@@ -130,7 +129,7 @@ def _strictly_upper_zero_after_order(jac):
     return not np.linalg.matrix_power(dep, len(dep)).any()
 
 
-def test_made_masks_survive_training_with_weight_decay_and_cosine(tmp_path):
+def test_made_masks_survive_training_with_weight_decay_and_cosine(tmp_path, walk):
     train.set_seeds(1)
     d = 4
     flow = build_flow("maf", [d], num_layers=2, hidden_units=[16, 16])
@@ -149,7 +148,7 @@ def test_made_masks_survive_training_with_weight_decay_and_cosine(tmp_path):
         },
     )
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    mafs = [b for b in flow.bijector.bijectors if isinstance(b, tfb.MaskedAutoregressiveFlow)]
+    mafs = [b for b, _ in walk(flow.bijector) if isinstance(b, tfb.MaskedAutoregressiveFlow)]
     assert len(mafs) == 2
     x = tf.constant(_correlated(3, d, 5)[:1])
     for layer in mafs:
@@ -179,9 +178,9 @@ class _PoisonedTarget:
         return tf.where(bad, tf.constant(np.nan, value.dtype), value)
 
 
-def test_nonfinite_loss_fails_naming_the_step(tmp_path):
+def test_nonfinite_loss_fails_naming_the_step(tmp_path, small_hparams):
     train.set_seeds(0)
-    flow = build_flow("realnvp", [2], **SMALL)
+    flow = build_flow("realnvp", [2], **small_hparams["realnvp"])
     target = _PoisonedTarget()
 
     def arm(step, metrics):
@@ -200,9 +199,9 @@ def test_nonfinite_loss_fails_naming_the_step(tmp_path):
         )
 
 
-def test_nonfinite_loss_retries_from_checkpoint_with_half_learning_rate(tmp_path):
+def test_nonfinite_loss_retries_from_checkpoint_with_half_learning_rate(tmp_path, small_hparams):
     train.set_seeds(0)
-    flow = build_flow("realnvp", [2], **SMALL)
+    flow = build_flow("realnvp", [2], **small_hparams["realnvp"])
     target = _PoisonedTarget()
     logs, lines = [], []
 

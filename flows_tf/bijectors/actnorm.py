@@ -33,7 +33,13 @@ class ActNorm(tfb.Bijector):
       Convolutions. NeurIPS 2018. arXiv:1807.03039.
     """
 
-    def __init__(self, channels, dtype=tf.float32, validate_args=False, name="actnorm"):
+    def __init__(
+        self,
+        channels: int,
+        dtype: tf.DType = tf.float32,
+        validate_args: bool = False,
+        name: str = "actnorm",
+    ) -> None:
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._channels = int(channels)
@@ -49,7 +55,7 @@ class ActNorm(tfb.Bijector):
                 name=name,
             )
 
-    def initialize(self, x, force=False):
+    def initialize(self, x: tf.Tensor, force: bool = False) -> bool:
         """Data-dependent initialisation from data-side inputs ``x`` of shape (..., channels).
 
         Runs eagerly (not inside ``tf.function``); call it before training starts.
@@ -65,16 +71,16 @@ class ActNorm(tfb.Bijector):
         self.initialized.assign(True)
         return True
 
-    def _get_parameterization(self):
+    def _get_parameterization(self) -> int:
         # The variables are made in __init__, so equal constructor arguments do not mean equal
         # maps: without this, TFP would share one cache between two flows' layers.
         return id(self)
 
-    def _forward(self, x):
+    def _forward(self, x: tf.Tensor) -> tf.Tensor:
         return x * tf.exp(self.log_scale) + self.shift
 
-    def _inverse(self, y):
+    def _inverse(self, y: tf.Tensor) -> tf.Tensor:
         return (y - self.shift) * tf.exp(-self.log_scale)
 
-    def _forward_log_det_jacobian(self, x):
+    def _forward_log_det_jacobian(self, x: tf.Tensor) -> tf.Tensor:
         return tf.reduce_sum(self.log_scale)

@@ -41,7 +41,13 @@ class AffineNorm(tfb.Bijector):
       Convolutions. NeurIPS 2018. arXiv:1807.03039 (data-dependent initialisation).
     """
 
-    def __init__(self, d, dtype=tf.float32, validate_args=False, name="affine_norm"):
+    def __init__(
+        self,
+        d: int,
+        dtype: tf.DType = tf.float32,
+        validate_args: bool = False,
+        name: str = "affine_norm",
+    ) -> None:
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._d = int(d)
@@ -61,7 +67,7 @@ class AffineNorm(tfb.Bijector):
                 name=name,
             )
 
-    def initialize(self, x, force=False):
+    def initialize(self, x: tf.Tensor, force: bool = False) -> bool:
         """Data-dependent initialisation from data-side inputs ``x`` of shape (N, D), N > D.
 
         ``mu = mean(x)``, ``L = chol(cov(x) + 1e-6 I)`` (moments in float64). Runs eagerly;
@@ -87,20 +93,20 @@ class AffineNorm(tfb.Bijector):
         self.initialized.assign(True)
         return True
 
-    def _operator(self):
+    def _operator(self) -> tf.linalg.LinearOperatorLowerTriangular:
         return tf.linalg.LinearOperatorLowerTriangular(tf.convert_to_tensor(self.scale_tril))
 
-    def _get_parameterization(self):
+    def _get_parameterization(self) -> int:
         # The variables are made in __init__, so equal constructor arguments do not mean equal
         # maps: without this, TFP would share one cache between two flows' layers.
         return id(self)
 
-    def _forward(self, x):
+    def _forward(self, x: tf.Tensor) -> tf.Tensor:
         return self._operator().matvec(x) + self.shift
 
-    def _inverse(self, y):
+    def _inverse(self, y: tf.Tensor) -> tf.Tensor:
         return self._operator().solvevec(y - self.shift)
 
-    def _forward_log_det_jacobian(self, x):
+    def _forward_log_det_jacobian(self, x: tf.Tensor) -> tf.Tensor:
         diag = tf.linalg.diag_part(tf.convert_to_tensor(self.scale_tril))
         return tf.reduce_sum(tf.math.log(diag))

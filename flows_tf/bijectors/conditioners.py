@@ -6,6 +6,7 @@ layer starts at zero, so every coupling layer starts as the identity.
 """
 
 import math
+from collections.abc import Callable
 
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
@@ -13,7 +14,7 @@ from tensorflow_probability import bijectors as tfb
 __all__ = ["MLP", "ConvNet", "AffineCoupling", "ShiftCoupling", "SplineCoupling", "MADEAffine"]
 
 
-def _glorot(shape, dtype, fan_in, fan_out):
+def _glorot(shape: list[int], dtype: tf.DType, fan_in: int, fan_out: int) -> tf.Tensor:
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return tf.random.uniform(shape, -limit, limit, dtype=dtype)
 
@@ -28,7 +29,14 @@ class MLP(tf.Module):
       dtype: TF float dtype.
     """
 
-    def __init__(self, n_in, hidden_units, n_out, dtype=tf.float32, name="mlp"):
+    def __init__(
+        self,
+        n_in: int,
+        hidden_units: list[int],
+        n_out: int,
+        dtype: tf.DType = tf.float32,
+        name: str = "mlp",
+    ) -> None:
         super().__init__(name=name)
         sizes = [n_in, *hidden_units]
         self.kernels, self.biases = [], []
@@ -38,7 +46,7 @@ class MLP(tf.Module):
         self.out_kernel = tf.Variable(tf.zeros([sizes[-1], n_out], dtype), name="out_kernel")
         self.out_bias = tf.Variable(tf.zeros([n_out], dtype), name="out_bias")
 
-    def __call__(self, x):
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
         for kernel, bias in zip(self.kernels, self.biases, strict=True):
             x = tf.nn.relu(tf.tensordot(x, kernel, [[-1], [0]]) + bias)
         return tf.tensordot(x, self.out_kernel, [[-1], [0]]) + self.out_bias
@@ -54,7 +62,14 @@ class ConvNet(tf.Module):
       dtype: TF float dtype.
     """
 
-    def __init__(self, c_in, hidden_units, c_out, dtype=tf.float32, name="convnet"):
+    def __init__(
+        self,
+        c_in: int,
+        hidden_units: list[int],
+        c_out: int,
+        dtype: tf.DType = tf.float32,
+        name: str = "convnet",
+    ) -> None:
         super().__init__(name=name)
         sizes = [c_in, *hidden_units]
         self.kernels, self.biases = [], []
@@ -65,7 +80,7 @@ class ConvNet(tf.Module):
         self.out_kernel = tf.Variable(tf.zeros([3, 3, sizes[-1], c_out], dtype), name="out_kernel")
         self.out_bias = tf.Variable(tf.zeros([c_out], dtype), name="out_bias")
 
-    def __call__(self, x):
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(x)
         h = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
         for kernel, bias in zip(self.kernels, self.biases, strict=True):
@@ -81,12 +96,14 @@ class AffineCoupling(tf.Module):
     than ``exp(bound)``, which keeps training from overflowing to NaN.
     """
 
-    def __init__(self, net, log_scale_bound=3.0, name="affine_coupling"):
+    def __init__(
+        self, net: Callable, log_scale_bound: float = 3.0, name: str = "affine_coupling"
+    ) -> None:
         super().__init__(name=name)
         self.net = net
         self.log_scale_bound = log_scale_bound
 
-    def __call__(self, x0, output_units, **kwargs):
+    def __call__(self, x0: tf.Tensor, output_units: int, **kwargs) -> tfb.Bijector:
         shift, raw = tf.split(self.net(x0), 2, axis=-1)
         bound = tf.constant(self.log_scale_bound, raw.dtype)
         log_scale = bound * tf.tanh(raw / bound)
@@ -96,11 +113,11 @@ class AffineCoupling(tf.Module):
 class ShiftCoupling(tf.Module):
     """``bijector_fn`` for ``tfb.RealNVP``: additive coupling ``x1 -> x1 + t(x0)`` (NICE)."""
 
-    def __init__(self, net, name="shift_coupling"):
+    def __init__(self, net: Callable, name: str = "shift_coupling") -> None:
         super().__init__(name=name)
         self.net = net
 
-    def __call__(self, x0, output_units, **kwargs):
+    def __call__(self, x0: tf.Tensor, output_units: int, **kwargs) -> tfb.Bijector:
         return tfb.Shift(self.net(x0))
 
 
@@ -112,8 +129,14 @@ class SplineCoupling(tf.Module):
     """
 
     def __init__(
-        self, net, num_bins, tail_bound, min_bin=1e-3, min_slope=1e-3, name="spline_coupling"
-    ):
+        self,
+        net: Callable,
+        num_bins: int,
+        tail_bound: float,
+        min_bin: float = 1e-3,
+        min_slope: float = 1e-3,
+        name: str = "spline_coupling",
+    ) -> None:
         super().__init__(name=name)
         self.net = net
         self.num_bins = num_bins
@@ -121,7 +144,7 @@ class SplineCoupling(tf.Module):
         self.min_bin = min_bin
         self.min_slope = min_slope
 
-    def __call__(self, x0, output_units, **kwargs):
+    def __call__(self, x0: tf.Tensor, output_units: int, **kwargs) -> tfb.Bijector:
         k = self.num_bins
         params = self.net(x0)
         shape = tf.concat([tf.shape(params)[:-1], [output_units, 3 * k - 1]], 0)
@@ -129,7 +152,7 @@ class SplineCoupling(tf.Module):
         raw_w, raw_h, raw_s = tf.split(params, [k, k, k - 1], axis=-1)
         width = 2.0 * self.tail_bound
 
-        def bins(raw):
+        def bins(raw: tf.Tensor) -> tf.Tensor:
             return tf.math.softmax(raw, axis=-1) * (width - k * self.min_bin) + self.min_bin
 
         # softplus(raw + log(e - 1)) = 1 at raw = 0: the zero-initialised net gives the identity.
@@ -150,12 +173,17 @@ class MADEAffine(tf.Module):
     the bijector it keeps the network's variables tracked (a closure would hide them).
     """
 
-    def __init__(self, made, log_scale_bound=3.0, name="made_affine"):
+    def __init__(
+        self,
+        made: tfb.AutoregressiveNetwork,
+        log_scale_bound: float = 3.0,
+        name: str = "made_affine",
+    ) -> None:
         super().__init__(name=name)
         self.made = made
         self.log_scale_bound = log_scale_bound
 
-    def __call__(self, x, **kwargs):
+    def __call__(self, x: tf.Tensor, **kwargs) -> tuple[tf.Tensor, tf.Tensor]:
         shift, raw = tf.unstack(self.made(x, **kwargs), num=2, axis=-1)
         bound = tf.constant(self.log_scale_bound, raw.dtype)
         return shift, bound * tf.tanh(raw / bound)

@@ -11,9 +11,14 @@ Asked for a log-determinant without a prior ``inverse``, they fall back to the s
 The maps, their parameters and their values are exactly the stock ones.
 """
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 from tensorflow_probability.python.bijectors import invert as invert_lib
+
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
 
 __all__ = ["OnePassMAF", "OnePassRealNVP", "stock_twin"]
 
@@ -42,7 +47,7 @@ class OnePassMAF(tfb.MaskedAutoregressiveFlow):
       Estimation. NeurIPS 2017. arXiv:1705.07057.
     """
 
-    def _inverse(self, y, **kwargs):
+    def _inverse(self, y: tf.Tensor, **kwargs) -> tf.Tensor:
         bijector = self._bijector_fn(y, **kwargs)
         attrs = self._cache.inverse_attributes(y, **kwargs)
         attrs["ildj"] = bijector.inverse_log_det_jacobian(y, event_ndims=self._event_ndims)
@@ -59,8 +64,8 @@ class OnePassRealNVP(tfb.RealNVP):
     Args: those of ``tfb.RealNVP`` (``num_masked``, ``bijector_fn``, ...).
 
     Example:
-      >>> bij = OnePassRealNVP(num_masked=1, shift_and_log_scale_fn=tfb.real_nvp_default_template(
-      ...     hidden_layers=[8]))
+      >>> from flows_tf.bijectors.conditioners import MLP, AffineCoupling
+      >>> bij = OnePassRealNVP(num_masked=1, bijector_fn=AffineCoupling(MLP(1, [8], 2)))
       >>> x = tf.random.normal([5, 2])
       >>> bij.inverse_log_det_jacobian(x, event_ndims=1).shape
       TensorShape([5])
@@ -70,12 +75,12 @@ class OnePassRealNVP(tfb.RealNVP):
       ICLR 2017. arXiv:1605.08803.
     """
 
-    def _split(self, v):
+    def _split(self, v: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         self._cache_input_depth(v)
         v0, v1 = v[..., : self._masked_size], v[..., self._masked_size :]
         return (v1, v0) if self._reverse_mask else (v0, v1)
 
-    def _join(self, kept, moved, like):
+    def _join(self, kept: tf.Tensor, moved: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
         pieces = [moved, kept] if self._reverse_mask else [kept, moved]
         out = tf.concat(pieces, axis=-1)
         # Some inner bijectors (splines) lose the static event size in graph mode; the next
@@ -83,14 +88,14 @@ class OnePassRealNVP(tfb.RealNVP):
         out.set_shape(like.shape)
         return out
 
-    def _inverse(self, y, **kwargs):
+    def _inverse(self, y: tf.Tensor, **kwargs) -> tf.Tensor:
         y0, y1 = self._split(y)
         bijector = self._bijector_fn(y0, self._bijector_input_units(), **kwargs)
         attrs = self._cache.inverse_attributes(y, **kwargs)
         attrs["ildj"] = bijector.inverse_log_det_jacobian(y1, event_ndims=1)
         return self._join(y0, bijector.inverse(y1), like=y)
 
-    def _forward(self, x, **kwargs):
+    def _forward(self, x: tf.Tensor, **kwargs) -> tf.Tensor:
         x0, x1 = self._split(x)
         bijector = self._bijector_fn(x0, self._bijector_input_units(), **kwargs)
         attrs = self._cache.forward_attributes(x, **kwargs)
@@ -98,7 +103,7 @@ class OnePassRealNVP(tfb.RealNVP):
         return self._join(x0, bijector.forward(x1), like=x)
 
 
-def _stock_bijector(bijector):
+def _stock_bijector(bijector: tfb.Bijector) -> tfb.Bijector:
     if isinstance(bijector, OnePassMAF):
         return tfb.MaskedAutoregressiveFlow(**bijector.parameters)
     if isinstance(bijector, OnePassRealNVP):
@@ -110,7 +115,7 @@ def _stock_bijector(bijector):
     return bijector
 
 
-def stock_twin(flow):
+def stock_twin(flow: "tfd.TransformedDistribution") -> "tfd.TransformedDistribution":
     """The same flow (same variables, same maps) built from TFP's stock bijector classes.
 
     Every :class:`OnePassMAF` becomes ``tfb.MaskedAutoregressiveFlow`` and every

@@ -16,7 +16,7 @@ _NEWTON_STEPS = 3
 _SOFTPLUS_ONE = math.log(math.expm1(1.0))
 
 
-def planar_u_hat(w, u):
+def planar_u_hat(w: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
     """Invertibility reparameterisation u_hat = u + (m(w.u) - w.u) w / ||w||^2.
 
     With m(a) = -1 + softplus(a + log(e - 1)) this gives w.u_hat = m(w.u) > -1, so the planar
@@ -68,7 +68,14 @@ class Planar(tfb.Bijector):
       ICML 2015. arXiv:1505.05770.
     """
 
-    def __init__(self, w, u, b, validate_args=False, name="planar"):
+    def __init__(
+        self,
+        w: tf.Tensor | tf.Variable,
+        u: tf.Tensor | tf.Variable,
+        b: tf.Tensor | tf.Variable,
+        validate_args: bool = False,
+        name: str = "planar",
+    ) -> None:
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._w = w
@@ -82,7 +89,7 @@ class Planar(tfb.Bijector):
             )
 
     @classmethod
-    def _parameter_properties(cls, dtype):
+    def _parameter_properties(cls, dtype: tf.DType) -> dict[str, pp.ParameterProperties]:
         return dict(
             w=pp.ParameterProperties(event_ndims=1),
             u=pp.ParameterProperties(event_ndims=1),
@@ -90,42 +97,42 @@ class Planar(tfb.Bijector):
         )
 
     @property
-    def w(self):
+    def w(self) -> tf.Tensor | tf.Variable:
         return self._w
 
     @property
-    def u(self):
+    def u(self) -> tf.Tensor | tf.Variable:
         return self._u
 
     @property
-    def b(self):
+    def b(self) -> tf.Tensor | tf.Variable:
         return self._b
 
-    def _params(self):
+    def _params(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         w = tf.convert_to_tensor(self._w)
         u_hat = planar_u_hat(w, tf.convert_to_tensor(self._u))
         return w, u_hat, tf.convert_to_tensor(self._b)
 
-    def _forward(self, x):
+    def _forward(self, x: tf.Tensor) -> tf.Tensor:
         w, u_hat, b = self._params()
         a = tf.reduce_sum(x * w, axis=-1, keepdims=True) + b
         return x + u_hat * tf.tanh(a)
 
-    def _forward_log_det_jacobian(self, x):
+    def _forward_log_det_jacobian(self, x: tf.Tensor) -> tf.Tensor:
         w, u_hat, b = self._params()
         a = tf.reduce_sum(x * w, axis=-1) + b
         wu = tf.reduce_sum(w * u_hat, axis=-1)
         dtanh = 1.0 - tf.square(tf.tanh(a))
         return tf.math.log(tf.abs(1.0 + wu * dtanh))
 
-    def _solve(self, c, wu):
+    def _solve(self, c: tf.Tensor, wu: tf.Tensor) -> tf.Tensor:
         """Root of g(a) = a + wu tanh(a) - c, elementwise; g is increasing since wu > -1."""
         c_ = tf.stop_gradient(c)
         wu_ = tf.stop_gradient(wu) * tf.ones_like(c_)
         half = tf.abs(wu_) + 1.0
         lo, hi = c_ - half, c_ + half
 
-        def bisect(_, lo, hi):
+        def bisect(_: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor) -> tuple[tf.Tensor, ...]:
             mid = 0.5 * (lo + hi)
             above = mid + wu_ * tf.tanh(mid) - c_ > 0
             return _ + 1, tf.where(above, lo, mid), tf.where(above, mid, hi)
@@ -147,12 +154,12 @@ class Planar(tfb.Bijector):
         dg = 1.0 + wu * (1.0 - tf.square(tf.tanh(a)))
         return a - tf.math.divide_no_nan(g, dg)
 
-    def _inverse(self, y):
+    def _inverse(self, y: tf.Tensor) -> tf.Tensor:
         w, u_hat, b = self._params()
         c = tf.reduce_sum(y * w, axis=-1, keepdims=True) + b
         wu = tf.reduce_sum(w * u_hat, axis=-1, keepdims=True)
         a = self._solve(c, wu)
         return y - u_hat * tf.tanh(a)
 
-    def _inverse_log_det_jacobian(self, y):
+    def _inverse_log_det_jacobian(self, y: tf.Tensor) -> tf.Tensor:
         return -self._forward_log_det_jacobian(self._inverse(y))

@@ -35,7 +35,14 @@ class Radial(tfb.Bijector):
       ICML 2015. arXiv:1505.05770.
     """
 
-    def __init__(self, z0, alpha_raw, beta_raw, validate_args=False, name="radial"):
+    def __init__(
+        self,
+        z0: tf.Tensor | tf.Variable,
+        alpha_raw: tf.Tensor | tf.Variable,
+        beta_raw: tf.Tensor | tf.Variable,
+        validate_args: bool = False,
+        name: str = "radial",
+    ) -> None:
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._z0 = z0
@@ -49,7 +56,7 @@ class Radial(tfb.Bijector):
             )
 
     @classmethod
-    def _parameter_properties(cls, dtype):
+    def _parameter_properties(cls, dtype: tf.DType) -> dict[str, pp.ParameterProperties]:
         return dict(
             z0=pp.ParameterProperties(event_ndims=1),
             alpha_raw=pp.ParameterProperties(event_ndims=0),
@@ -57,22 +64,22 @@ class Radial(tfb.Bijector):
         )
 
     @property
-    def z0(self):
+    def z0(self) -> tf.Tensor | tf.Variable:
         return self._z0
 
-    def alpha_beta(self):
+    def alpha_beta(self) -> tuple[tf.Tensor, tf.Tensor]:
         """The constrained (alpha, beta): alpha > 0 and beta >= -alpha."""
         alpha = tf.math.softplus(tf.convert_to_tensor(self._alpha_raw))
         beta = -alpha + tf.math.softplus(tf.convert_to_tensor(self._beta_raw))
         return alpha, beta
 
-    def _forward(self, x):
+    def _forward(self, x: tf.Tensor) -> tf.Tensor:
         alpha, beta = self.alpha_beta()
         diff = x - self._z0
         r = tf.norm(diff, axis=-1, keepdims=True)
         return x + beta / (alpha + r) * diff
 
-    def _forward_log_det_jacobian(self, x):
+    def _forward_log_det_jacobian(self, x: tf.Tensor) -> tf.Tensor:
         alpha, beta = self.alpha_beta()
         diff = x - self._z0
         r = tf.norm(diff, axis=-1)
@@ -80,7 +87,7 @@ class Radial(tfb.Bijector):
         d = tf.cast(tf.shape(x)[-1], x.dtype)
         return (d - 1.0) * tf.math.log1p(beta * h) + tf.math.log1p(beta * alpha * tf.square(h))
 
-    def _radius(self, s):
+    def _radius(self, s: tf.Tensor) -> tf.Tensor:
         """Positive root r of r^2 + (alpha + beta - s) r - alpha s = 0."""
         alpha, beta = self.alpha_beta()
         q = alpha + beta - s
@@ -88,12 +95,12 @@ class Radial(tfb.Bijector):
         safe = tf.where(q >= 0, q + root, tf.ones_like(q))
         return tf.where(q >= 0, 2.0 * alpha * s / safe, 0.5 * (root - q))
 
-    def _inverse(self, y):
+    def _inverse(self, y: tf.Tensor) -> tf.Tensor:
         alpha, beta = self.alpha_beta()
         diff = y - self._z0
         s = tf.norm(diff, axis=-1, keepdims=True)
         r = self._radius(s)
         return self._z0 + diff * (alpha + r) / (alpha + r + beta)
 
-    def _inverse_log_det_jacobian(self, y):
+    def _inverse_log_det_jacobian(self, y: tf.Tensor) -> tf.Tensor:
         return -self._forward_log_det_jacobian(self._inverse(y))

@@ -12,10 +12,19 @@ so a model density q(z) gives the pixel-space log-likelihood
     dz/dp = 1/17  or  (1 - 2 alpha) / (17 y (1 - y)), y = sigmoid(z),
 
 and bits/dim = -log p(p) / (64 ln 2). The dequantization noise is drawn once per split from the
-seed, so a prepared split is a fixed array.
+seed, so a prepared split is a fixed array; maximum-likelihood training redraws the training
+split's noise at every step by default (:class:`flows_tf.objectives.MaximumLikelihood`), so
+a flow cannot fit the fixed noise of its ~1,100 training images.
 """
 
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = [
     "LEVELS",
@@ -43,13 +52,19 @@ def pixel_space_info(logit: bool, alpha: float) -> dict:
     }
 
 
-def to_model_space(pixels: np.ndarray, logit: bool, alpha: float) -> np.ndarray:
-    """Map dequantized pixels p in [0, 17) to model space z (see the module docstring)."""
+def to_model_space(
+    pixels: "np.ndarray | tf.Tensor", logit: bool, alpha: float, xp: ModuleType = np
+) -> "np.ndarray | tf.Tensor":
+    """Map dequantized pixels p in [0, 17) to model space z (see the module docstring).
+
+    ``xp`` is the array module whose ``log`` and ``log1p`` are used: ``numpy``, or
+    ``tf.math`` to dequantize inside a compiled training step.
+    """
     scaled = pixels / LEVELS
     if not logit:
         return scaled
     y = alpha + (1.0 - 2.0 * alpha) * scaled
-    return np.log(y) - np.log1p(-y)
+    return xp.log(y) - xp.log1p(-y)
 
 
 def to_pixel_space(x_model: np.ndarray, pixel_space: dict) -> np.ndarray:
@@ -93,7 +108,7 @@ def load_digits_splits(
     return out
 
 
-def pixel_loglik(meta: dict, x_model, loglik_model) -> np.ndarray:
+def pixel_loglik(meta: dict, x_model: ArrayLike, loglik_model: ArrayLike) -> np.ndarray:
     """Per-example log-likelihoods in pixel space: log p(p) = log q(z) + sum_i log|dz_i/dp_i|.
 
     Args:
@@ -120,7 +135,7 @@ def pixel_loglik(meta: dict, x_model, loglik_model) -> np.ndarray:
     return loglik_model + log_dz_dpixel(x_model, pixel_space)
 
 
-def bits_per_dim(meta: dict, loglik_pixel) -> np.ndarray | float:
+def bits_per_dim(meta: dict, loglik_pixel: ArrayLike) -> np.ndarray | float:
     """-log p / (D ln 2): D pixels of an image data set (``pixel_space``), else ``meta['dim']``."""
     pixel_space = meta.get("pixel_space")
     dim = int(np.prod(pixel_space["image_shape"])) if pixel_space else int(meta["dim"])

@@ -27,9 +27,18 @@ References:
 
 import functools
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# The potentials run on NumPy arrays and on TF tensors alike (``ops`` holds the functions).
+Array: TypeAlias = "np.ndarray | tf.Tensor"
 
 __all__ = ["BOX", "WALL_SCALE", "ENERGY_TARGETS", "EnergyTarget", "log_z_parts", "quadrature_log_z"]
 
@@ -39,7 +48,7 @@ _PAD = 1.5
 _GRID_N = 1601
 
 
-def _np_ops():
+def _np_ops() -> SimpleNamespace:
     return SimpleNamespace(
         exp=np.exp,
         log=np.log,
@@ -52,7 +61,7 @@ def _np_ops():
     )
 
 
-def _tf_ops():
+def _tf_ops() -> SimpleNamespace:
     import tensorflow as tf
 
     return SimpleNamespace(
@@ -67,40 +76,40 @@ def _tf_ops():
     )
 
 
-def _w1(z1, ops):
+def _w1(z1: Array, ops: SimpleNamespace) -> Array:
     return ops.sin(2.0 * math.pi * z1 / 4.0)
 
 
-def _w2(z1, ops):
+def _w2(z1: Array, ops: SimpleNamespace) -> Array:
     return 3.0 * ops.exp(-0.5 * ((z1 - 1.0) / 0.6) ** 2)
 
 
-def _w3(z1, ops):
+def _w3(z1: Array, ops: SimpleNamespace) -> Array:
     return 3.0 * ops.sigmoid((z1 - 1.0) / 0.3)
 
 
-def _u1(z1, z2, ops):
+def _u1(z1: Array, z2: Array, ops: SimpleNamespace) -> Array:
     # max(r^2, tiny) keeps the gradient of |z| finite at the origin without changing values
     norm = ops.sqrt(ops.maximum(z1**2 + z2**2, 1e-30))
     ring = 0.5 * ((norm - 2.0) / 0.4) ** 2
     return ring - ops.logaddexp(-0.5 * ((z1 - 2.0) / 0.6) ** 2, -0.5 * ((z1 + 2.0) / 0.6) ** 2)
 
 
-def _u2(z1, z2, ops):
+def _u2(z1: Array, z2: Array, ops: SimpleNamespace) -> Array:
     return 0.5 * ((z2 - _w1(z1, ops)) / 0.4) ** 2
 
 
-def _u3(z1, z2, ops):
+def _u3(z1: Array, z2: Array, ops: SimpleNamespace) -> Array:
     w1, w2 = _w1(z1, ops), _w2(z1, ops)
     return -ops.logaddexp(-0.5 * ((z2 - w1) / 0.35) ** 2, -0.5 * ((z2 - w1 + w2) / 0.35) ** 2)
 
 
-def _u4(z1, z2, ops):
+def _u4(z1: Array, z2: Array, ops: SimpleNamespace) -> Array:
     w1, w3 = _w1(z1, ops), _w3(z1, ops)
     return -ops.logaddexp(-0.5 * ((z2 - w1) / 0.4) ** 2, -0.5 * ((z2 - w1 + w3) / 0.35) ** 2)
 
 
-def _wall(z1, z2, ops):
+def _wall(z1: Array, z2: Array, ops: SimpleNamespace) -> Array:
     out1 = ops.maximum(ops.abs(z1) - BOX, 0.0) / WALL_SCALE
     out2 = ops.maximum(ops.abs(z2) - BOX, 0.0) / WALL_SCALE
     return 0.5 * (out1**2 + out2**2)
@@ -109,7 +118,9 @@ def _wall(z1, z2, ops):
 _POTENTIALS = {"u1": _u1, "u2": _u2, "u3": _u3, "u4": _u4}
 
 
-def quadrature_log_z(log_density, n: int = _GRID_N, pad: float = _PAD) -> float:
+def quadrature_log_z(
+    log_density: Callable[[np.ndarray], np.ndarray], n: int = _GRID_N, pad: float = _PAD
+) -> float:
     """log of the trapezoidal integral of exp(log_density) on n x n nodes over [-4-pad, 4+pad]^2."""
     xs = np.linspace(-BOX - pad, BOX + pad, n)
     h = xs[1] - xs[0]
@@ -151,10 +162,10 @@ class EnergyTarget:
         self.name = name
         self._potential = _POTENTIALS[name]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"EnergyTarget({self.name!r})"
 
-    def __call__(self, z):
+    def __call__(self, z: "ArrayLike | tf.Tensor") -> "tf.Tensor":
         """log p~(z) for a tensor z of shape (N, 2), as a TensorFlow tensor of shape (N,)."""
         import tensorflow as tf
 
@@ -165,12 +176,12 @@ class EnergyTarget:
         z1, z2 = z[..., 0], z[..., 1]
         return -self._potential(z1, z2, ops) - _wall(z1, z2, ops)
 
-    def potential(self, z) -> np.ndarray:
+    def potential(self, z: ArrayLike) -> np.ndarray:
         """The paper's U(z) in NumPy (no wall), z of shape (N, 2)."""
         z = np.asarray(z, dtype=np.float64)
         return self._potential(z[..., 0], z[..., 1], _np_ops())
 
-    def numpy_log_prob(self, z) -> np.ndarray:
+    def numpy_log_prob(self, z: ArrayLike) -> np.ndarray:
         """log p~(z) in NumPy float64, z of shape (N, 2)."""
         z = np.asarray(z, dtype=np.float64)
         ops = _np_ops()

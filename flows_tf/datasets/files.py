@@ -26,7 +26,7 @@ def _read_csv(path: Path) -> np.ndarray:
     return np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
 
 
-def read_user_file(name: str, path) -> np.ndarray:
+def read_user_file(name: str, path: str | Path) -> np.ndarray:
     """Read a user data file as float64 (N, D), with errors naming the data set and file."""
     path = Path(path)
     if not path.is_file():
@@ -60,7 +60,7 @@ def read_user_file(name: str, path) -> np.ndarray:
 
 
 def load_file_splits(
-    name: str, seed: int, *, path, val_fraction: float, test_fraction: float
+    name: str, seed: int, *, path: str | Path, val_fraction: float, test_fraction: float
 ) -> tuple[dict, dict]:
     """Standardised train/val/test arrays of a user file, and the standardisation parameters."""
     data = read_user_file(name, path)

@@ -11,7 +11,9 @@ import json
 import os
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,7 @@ class DataError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_path(dest):
+def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success move it onto ``dest``, else delete it."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -45,13 +47,13 @@ def atomic_path(dest):
             os.remove(tmp)
 
 
-def save_array(path, array: np.ndarray) -> None:
+def save_array(path: str | Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` atomically (no pickles)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def write_json(path, obj) -> None:
+def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -65,7 +67,7 @@ def array_sha256(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def file_digest(path, algorithm: str = "sha256") -> str:
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     """Hex digest of a file's bytes, read in chunks."""
     digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
@@ -75,7 +77,12 @@ def file_digest(path, algorithm: str = "sha256") -> str:
 
 
 def download(
-    url: str, dest, sha256: str | None = None, *, md5: str | None = None, timeout: float = 60.0
+    url: str,
+    dest: str | Path,
+    sha256: str | None = None,
+    *,
+    md5: str | None = None,
+    timeout: float = 60.0,
 ) -> Path:
     """Fetch ``url`` to ``dest``, keeping it only if its checksum matches.
 

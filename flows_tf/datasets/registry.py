@@ -2,11 +2,16 @@
 
 import types
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from flows_tf.datasets.io import DataError
 from flows_tf.datasets.splits import SPLITS, rng_for
+
+if TYPE_CHECKING:
+    from flows_tf.datasets.energy import EnergyTarget
 
 __all__ = [
     "DatasetInfo",
@@ -35,7 +40,7 @@ class DatasetInfo:
     defaults: dict = field(default_factory=dict)
 
 
-def _entries():
+def _entries() -> dict[str, DatasetInfo]:
     from flows_tf.datasets import toy, uci
 
     out = {}
@@ -98,7 +103,7 @@ def resolve(name: str, options: dict | None = None) -> tuple[DatasetInfo, dict]:
     return info, merged
 
 
-def _toy_splits(name, seed, options):
+def _toy_splits(name: str, seed: int, options: dict) -> dict[str, np.ndarray]:
     from flows_tf.datasets.toy import sample_toy
 
     out = {}
@@ -154,7 +159,7 @@ def load_dataset(name: str, split: str, seed: int = 0, **options) -> np.ndarray:
     return load_splits(name, seed, **options)[0][split]
 
 
-def energy_target(name: str):
+def energy_target(name: str) -> "EnergyTarget":
     """The energy target ``name`` (``u1`` ... ``u4``): callable log p~ with attribute ``log_z``."""
     from flows_tf.datasets.energy import ENERGY_TARGETS
 
@@ -163,7 +168,7 @@ def energy_target(name: str):
     return ENERGY_TARGETS[name]
 
 
-def true_log_prob(name: str, x, **options) -> np.ndarray | None:
+def true_log_prob(name: str, x: ArrayLike, **options) -> np.ndarray | None:
     """Exact log-density of a toy data set at x (N, 2), or None when no closed form exists."""
     info, _ = resolve(name, options)
     if not info.has_true_density:

@@ -21,12 +21,13 @@ META_FILE = "meta.json"
 FORMAT_VERSION = 1
 
 
-def prepare_dataset(name: str, out_dir, seed: int = 0, **options) -> dict:
+def prepare_dataset(name: str, out_dir: str | Path, seed: int = 0, **options) -> dict:
     """Write the splits of data set ``name`` and their ``meta.json`` into ``out_dir``; return meta.
 
     Example:
-        >>> meta = prepare_dataset("rings", "results/data/rings", seed=0)  # doctest: +SKIP
-        >>> meta["shape"]["train"]  # doctest: +SKIP
+        >>> import tempfile
+        >>> meta = prepare_dataset("rings", tempfile.mkdtemp(), seed=0)
+        >>> meta["shape"]["train"]
         [10000, 2]
     """
     info, _ = resolve(name, options)
@@ -61,7 +62,7 @@ def prepare_dataset(name: str, out_dir, seed: int = 0, **options) -> dict:
     return meta
 
 
-def read_meta(data_dir) -> dict:
+def read_meta(data_dir: str | Path) -> dict:
     """The ``meta.json`` of a prepared data set folder."""
     path = Path(data_dir) / META_FILE
     if not path.is_file():
@@ -76,7 +77,7 @@ def read_meta(data_dir) -> dict:
     return meta
 
 
-def _check(x, name, label, expected):
+def _check(x: np.ndarray, name: str, label: str, expected: list[int] | None) -> None:
     if x.ndim != 2 or (expected is not None and list(x.shape) != list(expected)):
         want = f"; meta says {list(expected)}" if expected is not None else ""
         raise DataError(f"{name}: {label} has wrong shape {x.shape} (expected (N, D){want})")
@@ -90,7 +91,7 @@ def _check(x, name, label, expected):
         )
 
 
-def read_split(data_dir, split: str) -> np.ndarray:
+def read_split(data_dir: str | Path, split: str) -> np.ndarray:
     """A prepared split as float32 (N, D), validated against ``meta.json`` when present.
 
     Checks: the file exists and parses as ``.npy`` (else missing/corrupt/truncated), is 2-D

@@ -14,6 +14,7 @@ with the rings redefined so that their density is exact:
 """
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["MIXTURES", "TOYS", "mixture_components", "sample_toy", "toy_log_prob"]
 
@@ -22,7 +23,7 @@ _RING_RADII, _RING_STD = np.array([0.75, 1.5, 2.25, 3.0]), 0.1
 _LOG_2PI = np.log(2.0 * np.pi)
 
 
-def _eight_gaussians_components():
+def _eight_gaussians_components() -> dict[str, np.ndarray]:
     angle = 2.0 * np.pi * np.arange(8) / 8.0
     return {
         "means": _EG_RADIUS * np.stack([np.cos(angle), np.sin(angle)], axis=1),  # (8, 2)
@@ -31,40 +32,40 @@ def _eight_gaussians_components():
     }
 
 
-def _eight_gaussians(n, rng):
+def _eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
     k = rng.integers(0, 8, size=n)
     centers = _eight_gaussians_components()["means"][k]
     return centers + _EG_STD * rng.standard_normal((n, 2))
 
 
-def _eight_gaussians_log_prob(x):
+def _eight_gaussians_log_prob(x: np.ndarray) -> np.ndarray:
     c = _eight_gaussians_components()
     sq = ((x[:, None, :] - c["means"][None]) ** 2).sum(-1) / c["scales"] ** 2
     comp = -0.5 * sq - _LOG_2PI - 2.0 * np.log(c["scales"]) + np.log(c["weights"])
     return np.logaddexp.reduce(comp, axis=1)
 
 
-def _checkerboard(n, rng):
+def _checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
     col = rng.integers(-2, 2, size=n)  # unit column of x1 / 2 in {-2, -1, 0, 1}
     row = 2 * rng.integers(-1, 1, size=n) + np.mod(col, 2)  # rows with col + row even
     cells = np.stack([col, row], axis=1)
     return 2.0 * (cells + rng.random((n, 2)))
 
 
-def _checkerboard_log_prob(x):
+def _checkerboard_log_prob(x: np.ndarray) -> np.ndarray:
     cell = np.floor(x / 2.0)
     inside = np.all((x >= -4.0) & (x < 4.0), axis=1) & (np.mod(cell.sum(axis=1), 2) == 0)
     return np.where(inside, -np.log(32.0), -np.inf)
 
 
-def _rings(n, rng):
+def _rings(n: int, rng: np.random.Generator) -> np.ndarray:
     k = rng.integers(0, len(_RING_RADII), size=n)
     radius = _RING_RADII[k] + _RING_STD * rng.standard_normal(n)
     theta = 2.0 * np.pi * rng.random(n)
     return radius[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=1)
 
 
-def _rings_log_prob(x):
+def _rings_log_prob(x: np.ndarray) -> np.ndarray:
     rho = np.maximum(np.sqrt((x**2).sum(axis=1)), np.finfo(np.float64).tiny)
     signed = np.stack([rho, -rho], axis=1)[:, :, None]  # (n, 2, 1): +rho and -rho
     z = (signed - _RING_RADII[None, None, :]) / _RING_STD
@@ -73,7 +74,7 @@ def _rings_log_prob(x):
     return log_pr - np.log(2.0 * np.pi * rho)
 
 
-def _two_moons(n, rng, noise=0.1):
+def _two_moons(n: int, rng: np.random.Generator, noise: float = 0.1) -> np.ndarray:
     upper = rng.random(n) < 0.5
     t = np.pi * rng.random(n)
     x = np.where(upper, np.cos(t), 1.0 - np.cos(t))
@@ -82,7 +83,14 @@ def _two_moons(n, rng, noise=0.1):
     return 2.0 * (pts - np.array([0.5, 0.25]))
 
 
-def _pinwheel(n, rng, radial_std=0.3, tangential_std=0.1, arms=5, rate=0.25):
+def _pinwheel(
+    n: int,
+    rng: np.random.Generator,
+    radial_std: float = 0.3,
+    tangential_std: float = 0.1,
+    arms: int = 5,
+    rate: float = 0.25,
+) -> np.ndarray:
     arm = rng.integers(0, arms, size=n)
     feats = rng.standard_normal((n, 2)) * np.array([radial_std, tangential_std])
     feats[:, 0] += 1.0
@@ -92,7 +100,7 @@ def _pinwheel(n, rng, radial_std=0.3, tangential_std=0.1, arms=5, rate=0.25):
     return 2.0 * np.einsum("ni,nji->nj", feats, rot)
 
 
-def _two_spirals(n, rng):
+def _two_spirals(n: int, rng: np.random.Generator) -> np.ndarray:
     turn = np.sqrt(rng.random(n)) * 3.0 * np.pi  # up to 540 degrees
     arm = np.where(rng.random(n) < 0.5, 1.0, -1.0)[:, None]
     pts = np.stack([-np.cos(turn) * turn, np.sin(turn) * turn], axis=1)
@@ -138,7 +146,7 @@ def sample_toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return TOYS[name][0](int(n), rng).astype(np.float64)
 
 
-def toy_log_prob(name: str, x) -> np.ndarray | None:
+def toy_log_prob(name: str, x: ArrayLike) -> np.ndarray | None:
     """Exact log-density of toy ``name`` at points x (n, 2), or None when it has no closed form."""
     fn = TOYS[name][1]
     if fn is None:

@@ -26,11 +26,16 @@ References:
 import shutil
 import tarfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flows_tf.datasets.io import DataError, atomic_path, download
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["UCI", "MAF_ARCHIVE", "load_uci_splits", "fetch_maf_archive", "extract_maf_archive"]
 
@@ -52,7 +57,7 @@ _RAW = {
 UCI = tuple(_RAW)
 
 
-def _tail_splits(data):
+def _tail_splits(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """MAF's split: last 10% test, then the last 10% of the rest validation."""
     n_test = int(0.1 * data.shape[0])
     test, rest = data[-n_test:], data[0:-n_test]
@@ -60,13 +65,15 @@ def _tail_splits(data):
     return rest[0:-n_val], rest[-n_val:], test
 
 
-def _standardise_by_train_val(train, val, test):
+def _standardise_by_train_val(
+    train: np.ndarray, val: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     both = np.vstack((train, val))
     mu, s = both.mean(axis=0), both.std(axis=0)
     return (train - mu) / s, (val - mu) / s, (test - mu) / s
 
 
-def _power(root):
+def _power(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.RandomState(42)
     data = np.load(root / "power/data.npy")
     rng.shuffle(data)
@@ -81,11 +88,11 @@ def _power(root):
     return _standardise_by_train_val(*_tail_splits(data))
 
 
-def _gas_correlation_numbers(frame):
+def _gas_correlation_numbers(frame: "pd.DataFrame") -> np.ndarray:
     return (frame.corr() > 0.98).to_numpy().sum(axis=1)
 
 
-def _gas(root):
+def _gas(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pandas as pd
 
     frame = pd.read_pickle(root / "gas/ethylene_CO.pickle")
@@ -98,7 +105,7 @@ def _gas(root):
     return _tail_splits(frame.to_numpy())
 
 
-def _hepmass(root):
+def _hepmass(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pandas as pd
 
     train = pd.read_csv(root / "hepmass/1000_train.csv", index_col=False)
@@ -115,11 +122,11 @@ def _hepmass(root):
     return train[0:-n_val], train[-n_val:], test
 
 
-def _miniboone(root):
+def _miniboone(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _standardise_by_train_val(*_tail_splits(np.load(root / "miniboone/data.npy")))
 
 
-def _bsds300(root):
+def _bsds300(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
         import h5py
     except ImportError as err:
@@ -140,7 +147,7 @@ _LOADERS = {
 }
 
 
-def load_uci_splits(name: str, root) -> dict:
+def load_uci_splits(name: str, root: str | Path) -> dict:
     """Train/val/test float32 arrays of UCI ``name`` from the release extracted at ``root``."""
     root = Path(root)
     for rel in _RAW[name]:
@@ -164,7 +171,7 @@ def load_uci_splits(name: str, root) -> dict:
 
 
 def fetch_maf_archive(
-    dest, sha256: str | None = None, md5: str | None = None, url: str | None = None
+    dest: str | Path, sha256: str | None = None, md5: str | None = None, url: str | None = None
 ) -> Path:
     """Download the MAF release archive to ``dest`` (checksum from arguments or ``MAF_ARCHIVE``)."""
     return download(
@@ -175,7 +182,7 @@ def fetch_maf_archive(
     )
 
 
-def extract_maf_archive(archive, dest, names=UCI) -> Path:
+def extract_maf_archive(archive: str | Path, dest: str | Path, names: Sequence[str] = UCI) -> Path:
     """Extract the raw files of the UCI data sets ``names`` from the release archive into ``dest``.
 
     Only the files the loaders read are taken (the archive also holds MNIST and CIFAR-10); each

@@ -91,8 +91,8 @@ def figures_for_config(config: dict) -> dict[str, str]:
         "digit_samples": [j for j in fitted if _kind(j.dataset) == "image"],
     }
 
-    def describe(selected):
-        def names(attr):
+    def describe(selected: list) -> str:
+        def names(attr: str) -> str:
             return ", ".join(str(v) for v in dict.fromkeys(getattr(j, attr) for j in selected))
 
         n = len(selected)

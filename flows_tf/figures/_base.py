@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -98,7 +99,7 @@ def first_seed(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("seed", kind="stable").drop_duplicates(["dataset", "flow"])
 
 
-def run_file(row, name: str) -> Path:
+def run_file(row: pd.Series | Mapping[str, object], name: str) -> Path:
     return Path(str(row["model_dir"])) / name
 
 
@@ -107,7 +108,7 @@ def grid_shape(nrows_cols: int, max_cols: int = 4) -> tuple[int, int]:
     return math.ceil(nrows_cols / ncols), ncols
 
 
-def label_panel(ax, text: str) -> None:
+def label_panel(ax: Axes, text: str) -> None:
     ax.set_title(text, fontsize="medium")
 
 

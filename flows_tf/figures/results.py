@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter
+from numpy.typing import ArrayLike
 
 from flows_tf.figures._base import (
     LOGLIK_LABEL,
@@ -34,7 +36,7 @@ def _seed_summary(table: pd.DataFrame, value: str, by: list[str]) -> pd.DataFram
     return out
 
 
-def far_out(values, ratio: float = 8.0) -> np.ndarray:
+def far_out(values: ArrayLike, ratio: float = 8.0) -> np.ndarray:
     """Mask of the values that would squeeze the others into less than ``1 / ratio`` of an axis.
 
     Repeatedly, the value farthest from the median of the unflagged ones is flagged while the
@@ -55,7 +57,7 @@ def far_out(values, ratio: float = 8.0) -> np.ndarray:
     return flagged
 
 
-def _decade_limits(times) -> tuple[float, float]:
+def _decade_limits(times: ArrayLike) -> tuple[float, float]:
     """x limits on whole decades around ``times`` (at least one decade): labelled major ticks
     only, so tick labels never crowd."""
     logs = np.log10(np.asarray(times, dtype=float))
@@ -74,7 +76,9 @@ def _panel_points(sub: pd.DataFrame) -> pd.DataFrame:
     return points
 
 
-def _draw_far_out(ax, points: pd.DataFrame, flows: list[str], edge: float, band: float) -> None:
+def _draw_far_out(
+    ax: Axes, points: pd.DataFrame, flows: list[str], edge: float, band: float
+) -> None:
     """Far-out flows in a band beyond ``edge`` (below it for negative ``band``), one level each:
     the flow's marker and its value with an arrow that says which way it lies off scale."""
     arrow = "↓" if band < 0 else "↑"
@@ -98,7 +102,7 @@ def _draw_far_out(ax, points: pd.DataFrame, flows: list[str], edge: float, band:
     ax.axhline(edge, color="0.5", linestyle=":", linewidth=1)
 
 
-def _draw_panel(ax, points: pd.DataFrame, flows: list[str]) -> None:
+def _draw_panel(ax: Axes, points: pd.DataFrame, flows: list[str]) -> None:
     """One data set: inliers with error bars set the y-range; far-out flows sit in a band at
     the panel's edge (:func:`_draw_far_out`)."""
     inside = points[~points["far_out"]]
@@ -200,7 +204,15 @@ def _legend_handle(flow: str) -> Line2D:
     )
 
 
-def _seed_points(ax, x, values, style, *, label=None, offset=0.0):
+def _seed_points(
+    ax: Axes,
+    x: float,
+    values: ArrayLike,
+    style: dict,
+    *,
+    label: str | None = None,
+    offset: float = 0.0,
+) -> np.ndarray:
     """One marker per seed at ``x + offset`` (spread a little), the mean as a bar."""
     values = np.asarray(values, dtype=float)
     spread = np.linspace(-0.04, 0.04, len(values)) if len(values) > 1 else np.zeros(1)

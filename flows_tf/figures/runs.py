@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import to_rgba
+from matplotlib.colors import Colormap, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -218,7 +218,7 @@ def digit_samples(
     return fig
 
 
-def _gray_with_gaps():
+def _gray_with_gaps() -> Colormap:
     from matplotlib import colormaps
 
     return colormaps["gray_r"].with_extremes(bad="white")

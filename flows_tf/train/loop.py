@@ -19,15 +19,13 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from flows_tf.train.objectives_classes import OBJECTIVE_CLASSES
+from flows_tf.objectives import OBJECTIVES
 from flows_tf.train.progress import Progress
 from flows_tf.train.settings import FREE_ON_RESUME, check_settings
 from flows_tf.train.state import Checkpoints, TrainState
 from flows_tf.train.stopping import Patience
 
 __all__ = ["OBJECTIVES", "TrainResult", "TrainingDiverged", "fit", "set_seeds"]
-
-OBJECTIVES = OBJECTIVE_CLASSES
 
 
 class TrainingDiverged(RuntimeError):

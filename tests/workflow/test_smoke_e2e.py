@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fingerprint import fingerprint
 from snakerun import run_in, run_snakemake
 
 from flows_tf import experiment, tracking
@@ -38,6 +39,31 @@ def _runs(uri, name):
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
+REFERENCE = Path(__file__).parent / "reference" / "smoke_fingerprint.json"
+
+
+def assert_same_as_reference(now: dict) -> None:
+    """The smoke grid computes what the recorded reference computed (fingerprint.py).
+
+    On the CPU model the reference was recorded on, weights, samples, per-example values and
+    every metric must be bit-identical; on another CPU model float32 kernels may round
+    differently (and early stopping may fire one evaluation apart), so only the real-valued
+    metrics are compared, to 5 % (or 0.05).
+    """
+    reference = json.loads(REFERENCE.read_text())
+    assert set(now["jobs"]) == set(reference["jobs"])
+    if now["machine"] == reference["machine"]:
+        for key, job in reference["jobs"].items():
+            assert now["jobs"][key] == job, key
+        return
+    for key, job in reference["jobs"].items():
+        for part in ("train", "metrics"):
+            for name, value in job[part].items():
+                if isinstance(value, float):
+                    got = now["jobs"][key][part].get(name)
+                    assert got == pytest.approx(value, rel=0.05, abs=0.05, nan_ok=True), (key, name)
+
+
 def test_smoke_end_to_end(project, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"MLFLOW_TRACKING_URI": uri}
@@ -54,6 +80,8 @@ def test_smoke_end_to_end(project, tmp_path):
     assert len(table) == len(jobs) and set(table["dataset"] + "/" + table["flow"]) == {
         f"{j.dataset}/{j.flow}" for j in jobs
     }
+
+    assert_same_as_reference(fingerprint(project / "results"))
 
     runs = _runs(uri, config["experiment"])
     summary = [r for r in runs if r.data.tags.get(tracking.SUMMARY_TAG) == "true"]

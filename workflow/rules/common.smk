@@ -1,7 +1,7 @@
 # Helpers only: the job grid, targets, wildcard constraints, input functions, resources.
 import re
 
-from flows_tf import experiment
+from flows_tf import experiment, paths
 
 # Cross-references the JSON schema cannot express (unknown data sets and hyperparameters, data
 # set kinds, data files, the student); every problem names its key, before any job starts.
@@ -9,8 +9,8 @@ experiment.check_config(config)
 
 JOBS = experiment.jobs(config)
 JOB_BY_KEY = {(j.dataset, j.flow, j.seed): j for j in JOBS}
-MLFLOW_INIT = f"results/mlflow/{config['experiment']}.json"
-MODEL_DIR = "results/models/{dataset}/{flow}/seed{seed}"
+MLFLOW_INIT = paths.of(paths.MLFLOW_INIT, experiment=config["experiment"])
+MODEL_DIR = paths.MODEL_DIR
 
 
 def _alternatives(names):
@@ -32,12 +32,12 @@ def get_job(wildcards):
 
 
 def get_data_dir(dataset):
-    return f"results/data/{dataset}"
+    return paths.of(paths.DATA_DIR, dataset=dataset)
 
 
 def get_split_files(dataset, splits):
-    return {s: f"{get_data_dir(dataset)}/{s}.npy" for s in splits} | {
-        "meta": f"{get_data_dir(dataset)}/meta.json"
+    return {s: paths.of(paths.SPLIT, dataset=dataset, split=s) for s in splits} | {
+        "meta": paths.of(paths.DATA_META, dataset=dataset)
     }
 
 
@@ -65,11 +65,11 @@ def get_evaluate_inputs(wildcards):
 
 
 def get_model_file(job):
-    return f"results/models/{job.dataset}/{job.flow}/seed{job.seed}/train.json"
+    return paths.of_job(paths.MODEL_FILE, job)
 
 
 def get_metrics_file(job):
-    return f"results/metrics/{job.dataset}/{job.flow}/seed{job.seed}.json"
+    return paths.of_job(paths.METRICS, job)
 
 
 def get_config_hash(wildcards):
@@ -89,8 +89,8 @@ def get_data_inputs(wildcards):
 
 
 UCI_DATASETS = ("power", "gas", "hepmass", "miniboone", "bsds300")
-UCI_ARCHIVE = "results/downloads/maf_data.tar.gz"
-UCI_RAW = "results/downloads/maf_data"
+UCI_ARCHIVE = f"{paths.DOWNLOADS}/maf_data.tar.gz"
+UCI_RAW = f"{paths.DOWNLOADS}/maf_data"
 
 
 def get_all_models():
@@ -102,13 +102,13 @@ def get_all_metrics():
 
 
 TABLES = [
-    f"results/tables/{name}.{ext}"
+    paths.of(paths.TABLE, name=name, ext=ext)
     for name in ("loglik", "vi", "timing")
     for ext in ("csv", "md", "tex")
 ]
-RUNS_TABLE = "results/tables/runs.csv"
-TIMING_TABLE = "results/timing/timing.csv"  # serial timing, one row per model
-TIMING_CONDITIONS = "results/timing/conditions.json"  # load average, threads, sizes
+RUNS_TABLE = paths.RUNS_TABLE
+TIMING_TABLE = paths.TIMING
+TIMING_CONDITIONS = paths.TIMING_CONDITIONS
 
 
 def get_serial_threads():

@@ -5,10 +5,10 @@ rule prepare_data:
     input:
         unpack(get_data_inputs),
     output:
-        train="results/data/{dataset}/train.npy",
-        val="results/data/{dataset}/val.npy",
-        test="results/data/{dataset}/test.npy",
-        meta="results/data/{dataset}/meta.json",
+        train=paths.of(paths.SPLIT, dataset="{dataset}", split="train"),
+        val=paths.of(paths.SPLIT, dataset="{dataset}", split="val"),
+        test=paths.of(paths.SPLIT, dataset="{dataset}", split="test"),
+        meta=paths.DATA_META,
     log:
         "logs/data/{dataset}.log",
     conda:

@@ -6,8 +6,8 @@ rule evaluate:
     input:
         unpack(get_evaluate_inputs),
     output:
-        metrics="results/metrics/{dataset}/{flow}/seed{seed}.json",
-        loglik="results/metrics/{dataset}/{flow}/seed{seed}.loglik.npy",
+        metrics=paths.METRICS,
+        loglik=paths.PER_EXAMPLE,
     log:
         "logs/evaluate/{dataset}/{flow}/seed{seed}.log",
     benchmark:

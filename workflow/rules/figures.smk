@@ -4,10 +4,12 @@ from flows_tf import figures as figure_lib
 FIGURE_RUNS = figure_lib.figures_for_config(config)  # figure name -> the runs it draws
 # every prepared data set's meta.json: image samples go back to pixel space
 FIGURE_METAS = [
-    f"{get_data_dir(d)}/meta.json" for d in experiment.data_datasets(config)
+    paths.of(paths.DATA_META, dataset=d) for d in experiment.data_datasets(config)
 ]
 FIGURE_FILES = [
-    f"results/figures/{name}.{ext}" for name in FIGURE_RUNS for ext in ("png", "pdf")
+    paths.of(paths.FIGURE, name=name, ext=ext)
+    for name in FIGURE_RUNS
+    for ext in ("png", "pdf")
 ]
 
 
@@ -19,13 +21,13 @@ rule draw_figures:
     output:
         **{
             name: report(
-                f"results/figures/{name}.png",
+                paths.of(paths.FIGURE, name=name, ext="png"),
                 caption=f"../report/figures_{name}.rst",
                 category="Figures",
             )
             for name in FIGURE_RUNS
         },
-        pdf=[f"results/figures/{name}.pdf" for name in FIGURE_RUNS],
+        pdf=[paths.of(paths.FIGURE, name=name, ext="pdf") for name in FIGURE_RUNS],
     log:
         "logs/figures/draw_figures.log",
     conda:

@@ -22,9 +22,9 @@ rule train:
     input:
         unpack(get_train_inputs),
     output:
-        model="results/models/{dataset}/{flow}/seed{seed}/train.json",
-        history="results/models/{dataset}/{flow}/seed{seed}/history.csv",
-        samples="results/models/{dataset}/{flow}/seed{seed}/samples.npy",
+        model=paths.MODEL_FILE,
+        history=paths.HISTORY,
+        samples=paths.SAMPLES,
     log:
         "logs/train/{dataset}/{flow}/seed{seed}.log",
     benchmark:

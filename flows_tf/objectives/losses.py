@@ -1,4 +1,4 @@
-"""Training objectives: maximum likelihood, reverse KL (variational inference), distillation.
+"""Training losses: maximum likelihood, reverse KL (variational inference), distillation.
 
 Every loss is a scalar to *minimise* and takes a flow built by :func:`flows_tf.build_flow` (a
 ``tfd.TransformedDistribution`` whose bijector maps base noise ``z`` forward to data ``x``).
@@ -41,7 +41,6 @@ import tensorflow as tf
 
 __all__ = [
     "MAX_INVERSE_ROWS",
-    "OBJECTIVES",
     "anchored_distillation_loss",
     "anneal_beta",
     "distillation_loss",
@@ -55,7 +54,6 @@ __all__ = [
     "teacher_latent_and_log_prob",
 ]
 
-OBJECTIVES = ("mle", "vi", "distill")
 MAX_INVERSE_ROWS = 1024  # default bound on the rows a training loss may push through S^{-1}
 
 

@@ -1,0 +1,165 @@
+"""One benchmark job end to end: the science writes the run record as files, then a small step
+mirrors that record into the job's MLflow run.
+
+Glue only: :class:`flows_tf.experiment.Job` says what to run, :mod:`flows_tf.datasets` gives
+the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit` trains it,
+:mod:`flows_tf.evaluate` measures it and :mod:`flows_tf.tracking` holds the MLflow run.
+
+- :mod:`.training` and :mod:`.evaluation`, the science, need no tracking store:
+  :func:`train_model` (on :func:`load_train_inputs`) and :func:`evaluate_model` write the
+  record files and return the summary / the metrics.
+- :mod:`.mirror` opens a job's run from the job's plain data (:func:`open_run`: key, config
+  hash, tags) and copies a record into it (:func:`mirror_training`, :func:`mirror_evaluation`).
+- :mod:`.record` reads and writes the files; :mod:`.logs` sends a job's output to its log.
+- Here: :func:`train_job` and :func:`evaluate_job`, as the Snakemake rules and the CLI run them.
+
+The record of a job (``model_dir = results/models/{dataset}/{flow}/seed{seed}``):
+``train.json`` (summary), ``history.csv`` (step, epoch, train_loss, val_loglik),
+``samples.npy``, ``density_grid.npz`` (2-D only: xs, ys, logp), ``model/`` (final weights) and
+``model_spec.json``; ``checkpoints/`` (resume; they hold the history so far) and
+``mlflow_run.json``; and the flat metrics JSON ``results/metrics/{dataset}/{flow}/seed{seed}.json``
+with the per-example values beside it.
+
+Call :func:`flows_tf.runtime.configure` before these functions start TensorFlow.
+
+Example (needs prepared data and a tracking store, so not run as a doctest)::
+
+    job = experiment.make_job(config, "two_moons", "maf", 0)
+    train_job(job, data_dir="results/data/two_moons", model_dir=md, experiment="x")
+    inputs = load_train_inputs(job, "results/data/two_moons")
+    summary = train_model(job, inputs, md)  # the same files, no tracking store
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flows_tf import experiment as _experiment
+from flows_tf import tracking
+from flows_tf.jobs.evaluation import EVALUATION_DEFAULTS, evaluate_model
+from flows_tf.jobs.logs import log_to, say
+from flows_tf.jobs.mirror import job_params, mirror_evaluation, mirror_training, open_run, run_tags
+from flows_tf.jobs.record import HISTORY_COLUMNS, per_example_path, read_history
+from flows_tf.jobs.training import TrainInputs, load_train_inputs, train_model
+
+if TYPE_CHECKING:
+    from flows_tf.experiment import Job
+
+__all__ = [
+    "EVALUATION_DEFAULTS",
+    "HISTORY_COLUMNS",
+    "TrainInputs",
+    "evaluate_job",
+    "evaluate_model",
+    "job_params",
+    "load_train_inputs",
+    "log_to",
+    "mirror_evaluation",
+    "mirror_training",
+    "open_run",
+    "per_example_path",
+    "read_history",
+    "rule_arguments",
+    "run_tags",
+    "train_job",
+    "train_model",
+]
+
+
+def rule_arguments(sm: Any) -> dict:
+    """The job and paths a Snakemake train or evaluate rule hands to train_job / evaluate_job."""
+    w = sm.wildcards
+    inputs = sm.input.keys()
+    return {
+        "job": _experiment.make_job(sm.config, w.dataset, w.flow, int(w.seed)),
+        "data_dir": Path(sm.input.meta).parent if "meta" in inputs else None,
+        "teacher_dir": Path(sm.input.teacher).parent if "teacher" in inputs else None,
+        "model_dir": sm.params.model_dir,
+        "rule": sm.rule,
+    }
+
+
+def train_job(
+    job: Job,
+    *,
+    data_dir: str | Path | None,
+    model_dir: str | Path,
+    experiment: str,
+    threads: dict | None = None,
+    teacher_dir: str | Path | None = None,
+    rule: str = "train",
+    evaluation: dict | None = None,
+) -> dict:
+    """Train one job into its MLflow run: :func:`train_model`, then :func:`mirror_training`.
+
+    Args:
+        job: the :class:`~flows_tf.experiment.Job`.
+        data_dir: ``results/data/{dataset}`` (ignored for energy targets).
+        model_dir: the job's model folder (created).
+        experiment: MLflow experiment name (created beforehand by ``init-mlflow``).
+        threads: what :func:`flows_tf.runtime.configure` returned, recorded with the run.
+        teacher_dir: the teacher's model folder (distillation only).
+        rule: the Snakemake rule, recorded as a tag.
+        evaluation: overrides of :data:`EVALUATION_DEFAULTS` (samples and density grid).
+
+    Returns:
+        the summary written to ``train.json``. Bad inputs stop the job before its run opens;
+        a fresh run starts from scratch; a resumed run (a killed job rerun with the same config
+        and data) continues its checkpoints.
+    """
+    threads = dict(threads or {})
+    inputs = load_train_inputs(job, data_dir, teacher_dir)
+    shape = inputs.event_shape
+    say(f"job {job.key}: {job.builder} {job.hparams} on {job.dataset} {shape}, threads {threads}")
+    with open_run(job, experiment, model_dir, rule=rule, data_hash=inputs.data_hash) as run:
+        state = "resumed" if run.resumed else "new"
+        say(f"MLflow run {run.run_id} ({state}) at {tracking.tracking_uri()}")
+        run.log_params(job_params(job, threads))
+        if inputs.meta is not None:
+            run.log_dataset(inputs.meta, context="train", source=inputs.source)
+        summary = train_model(
+            job,
+            inputs,
+            model_dir,
+            threads=threads,
+            evaluation=evaluation,
+            run_id=run.run_id,
+            resume=run.resumed,  # a fresh run never continues stale checkpoints
+            log=lambda step, metrics: run.log_metrics(metrics, step=step),
+        )
+        mirror_training(run, model_dir)
+    say(f"trained {job.key} in {summary['train_seconds']:.1f} s ({summary['steps']} steps)")
+    return summary
+
+
+def evaluate_job(
+    job: Job,
+    *,
+    data_dir: str | Path | None,
+    model_dir: str | Path,
+    metrics_path: str | Path,
+    threads: dict | None = None,
+    teacher_dir: str | Path | None = None,
+    rule: str = "evaluate",
+    evaluation: dict | None = None,
+) -> dict:
+    """Evaluate a trained job into its MLflow run: :func:`evaluate_model` (the metrics JSON and
+    per-example values), then :func:`mirror_evaluation`."""
+    metrics = evaluate_model(
+        job,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        metrics_path=metrics_path,
+        threads=threads,
+        teacher_dir=teacher_dir,
+        evaluation=evaluation,
+    )
+    mirror_evaluation(metrics_path, rule=rule)
+    say(f"{job.key}: test_loglik {metrics['test_loglik']}, kl_to_target {metrics['kl_to_target']}")
+    return metrics
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `flows-tf train|evaluate` or the Snakemake workflow")
