@@ -34,7 +34,7 @@ import tensorflow_probability  # noqa: F401
 from flows_tf import evaluate, flows, train  # noqa: F401
 t2 = time.perf_counter()
 from flows_tf import tracking
-tracking._client()
+tracking.store.client()
 tracking.init_experiment("overhead-probe")
 t3 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f} {t3 - t2:.3f}", flush=True)

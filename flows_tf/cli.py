@@ -68,9 +68,7 @@ def _paths(args, job):
         return Path(paths.of(template, args.results, **fields))
 
     return {
-        "data_dir": None
-        if job.objective == "vi"
-        else under_results(paths.DATA_DIR, dataset=job.dataset),
+        "data_dir": under_results(paths.DATA_DIR, dataset=job.dataset) if job.on_data else None,
         "model_dir": Path(paths.of_job(paths.MODEL_DIR, job, args.results)),
         "metrics": Path(paths.of_job(paths.METRICS, job, args.results)),
         "teacher_dir": under_results(

@@ -68,6 +68,11 @@ class Job:
             object.__setattr__(self, "method", self.objective)
 
     @property
+    def on_data(self) -> bool:
+        """Trained and evaluated on data splits (mle, distill), not on an energy target (vi)."""
+        return "energy" not in SECTION_KINDS[self.objective]
+
+    @property
     def key(self) -> str:
         """Deterministic identity of the job, used as the MLflow ``job_key`` tag."""
         return f"{self.dataset}/{self.flow}/seed{self.seed}/{self.objective}"

@@ -95,7 +95,7 @@ def test_guide_schema_locations_exist():
 def test_guide_names_the_objective_contract():
     """The attributes and methods step 1 of the objective recipe lists."""
     methods = ("block", "loss", "score", "initialize", "where", "record")
-    attributes = ("name", "needs", "required", "extra_settings")
+    attributes = ("name", "needs", "required", "extra_settings", "validates")
     for name in (*methods, *attributes):
         assert f"`{name}" in GUIDE and hasattr(Objective, name), name
     for name in ("total_steps", "eval_every", "signature"):  # set by each objective's __init__
@@ -242,6 +242,48 @@ def test_objective_recipe_gives_an_objective_that_fit_runs(monkeypatch, tmp_path
     )
     assert result.steps == 30 and len(result.history) == 3
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_a_new_objective_runs_through_the_job_and_the_tables(monkeypatch, tmp_path):
+    """The recipe's objective as the method of an mle job: trained and evaluated by the job
+    functions, recorded in MLflow, and a cell of the log-likelihood table."""
+    import dataclasses
+
+    from flows_tf import jobs, runtime, tables, tracking
+
+    monkeypatch.setitem(objectives.OBJECTIVES, FullBatchMLE.name, FullBatchMLE)
+    monkeypatch.setitem(experiment.METHODS, "mle", ("mle", FullBatchMLE.name))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = {
+        "experiment": "new-objective",
+        "seeds": [0],
+        "datasets": {"two_moons": {"n_train": 256, "n_val": 64, "n_test": 64}},
+        "flows": {"maf": {"num_layers": 1, "hidden_units": [8]}},
+        "mle": {"datasets": ["two_moons"], "flows": ["maf"], "training": {"max_epochs": 1}},
+    }
+    experiment.check_config(config)
+    job = dataclasses.replace(
+        experiment.make_job(config, "two_moons", "maf", 0),
+        method=FullBatchMLE.name,
+        training={"steps": 20, "eval_every": 10, "patience": None},
+    )
+    tracking.init_experiment(config["experiment"])
+    prepare_dataset("two_moons", tmp_path / "data", seed=0, **config["datasets"]["two_moons"])
+    common = {
+        "data_dir": tmp_path / "data",
+        "model_dir": tmp_path / "model",
+        "threads": runtime.configure(1),
+        "evaluation": {"n_samples": 50, "timing_n": 50, "timing_repeats": 1, "grid_n": 10},
+    }
+    summary = jobs.train_job(job, experiment=config["experiment"], **common)
+    assert (summary["method"], summary["steps"]) == (FullBatchMLE.name, 20)
+    assert summary["best_val_loglik"] is None  # its score is a training loss, not validation
+    metrics_path = tmp_path / "metrics" / "seed0.json"
+    jobs.evaluate_job(job, metrics_path=metrics_path, **common)
+    runs = tables.runs_frame([metrics_path])
+    table = tables.loglik_table(runs, tables.load_per_example(runs), expected_seeds=[0])
+    assert len(table) == 1 and np.isfinite(table["mean"].iloc[0])
+    assert table["n_seeds"].iloc[0] == 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -226,24 +226,18 @@ def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
 
     Left: test log-likelihood of teacher and student, each seed's pair joined by a line (a
     symmetric-log axis when a seed falls below -100 nats, as a student that dropped modes does).
-    Middle: the objective the student minimised, ``KL(student || teacher)`` on its own samples
-    (log scale). Right: sampling speed-up ``teacher time / student time`` per 1,000 samples (log
-    scale; 1 = no gain). Bars mark the means over seeds; the mean speed-up is written beside it.
+    Middle: ``KL(student || teacher)`` on the student's own samples (log scale), the reverse KL
+    of Parallel WaveNet (the whole objective of ``distill``, one term of ``distill_paired``).
+    Right: sampling speed-up ``teacher time / student time`` per 1,000 samples (log scale;
+    1 = no gain), with the mean over seeds written beside it.
 
     Args:
         table: the run table; student rows have ``teacher_test_loglik``, ``kl_to_teacher`` and
             ``sampling_speedup``.
         teacher: the teacher's flow name, for the legend.
     """
-    cols = [
-        "dataset",
-        "flow",
-        "test_loglik",
-        "teacher_test_loglik",
-        "kl_to_teacher",
-        "sampling_speedup",
-    ]
-    require_columns(table, cols, "distillation")
+    cols = ["dataset", "flow", "test_loglik", "teacher_test_loglik", "kl_to_teacher"]
+    require_columns(table, [*cols, "sampling_speedup"], "distillation")
     mask = table["flow"] == STUDENT
     if "objective" in table:
         mask |= table["objective"] == "distill"
@@ -251,44 +245,46 @@ def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
     if runs.empty:
         return empty_figure("Distillation", "no distilled student runs in the table")
     datasets = datasets_of(runs)
-
     fig = new_figure(max(10.0, 2.1 * len(datasets) + 7.5), 3.6)
-    ax_ll, ax_kl, ax_speed = fig.subplots(1, 3)
+    axes = fig.subplots(1, 3)
     fig.suptitle("Density distillation: student vs teacher (one point per seed, bar = mean)")
-    teacher_style, student_style = flow_style(teacher), flow_style(STUDENT)
     for x, dataset in enumerate(datasets):
         rows = runs[runs["dataset"] == dataset].sort_values("seed")
-        first = x == 0
-        xs_t = _seed_points(
-            ax_ll,
-            x,
-            rows["teacher_test_loglik"],
-            teacher_style,
-            label=f"teacher ({teacher})" if first else None,
-            offset=-0.15,
-        )
-        xs_s = _seed_points(
-            ax_ll,
-            x,
-            rows["test_loglik"],
-            student_style,
-            label=f"student ({STUDENT})" if first else None,
-            offset=0.15,
-        )
-        pairs = zip(xs_t, rows["teacher_test_loglik"], xs_s, rows["test_loglik"], strict=True)
-        for xt, yt, xs, ys in pairs:
-            ax_ll.plot([xt, xs], [yt, ys], color="0.6", linewidth=0.8, zorder=0)
-        _seed_points(ax_kl, x, rows["kl_to_teacher"].clip(lower=1e-3), student_style)
-        speedups = rows["sampling_speedup"].to_numpy(dtype=float)
-        _seed_points(ax_speed, x, speedups, student_style)
-        ax_speed.annotate(
-            f"{speedups.mean():.1f}x",
-            (x + 0.1, speedups.mean()),
-            textcoords="offset points",
-            xytext=(6, 0),
-            va="center",
-            fontsize="small",
-        )
+        _distillation_points(axes, x, rows, teacher, legend=x == 0)
+    _distillation_axes(axes, runs, datasets, teacher)
+    return fig
+
+
+def _distillation_points(
+    axes: list[Axes], x: int, rows: pd.DataFrame, teacher: str, legend: bool
+) -> None:
+    """One data set's seeds at position ``x`` of the three panels."""
+    ax_ll, ax_kl, ax_speed = axes
+    teacher_style, student_style = flow_style(teacher), flow_style(STUDENT)
+    ys_t, ys_s = rows["teacher_test_loglik"], rows["test_loglik"]
+    label_t, label_s = (f"teacher ({teacher})", f"student ({STUDENT})") if legend else (None, None)
+    xs_t = _seed_points(ax_ll, x, ys_t, teacher_style, label=label_t, offset=-0.15)
+    xs_s = _seed_points(ax_ll, x, ys_s, student_style, label=label_s, offset=0.15)
+    for xt, yt, xs, ys in zip(xs_t, ys_t, xs_s, ys_s, strict=True):
+        ax_ll.plot([xt, xs], [yt, ys], color="0.6", linewidth=0.8, zorder=0)
+    _seed_points(ax_kl, x, rows["kl_to_teacher"].clip(lower=1e-3), student_style)
+    speedups = rows["sampling_speedup"].to_numpy(dtype=float)
+    _seed_points(ax_speed, x, speedups, student_style)
+    ax_speed.annotate(
+        f"{speedups.mean():.1f}x",
+        (x + 0.1, speedups.mean()),
+        textcoords="offset points",
+        xytext=(6, 0),
+        va="center",
+        fontsize="small",
+    )
+
+
+def _distillation_axes(
+    axes: list[Axes], runs: pd.DataFrame, datasets: list[str], teacher: str
+) -> None:
+    """Scales, labels and ticks of the three distillation panels."""
+    ax_ll, ax_kl, ax_speed = axes
     lowest = float(np.nanmin(runs[["test_loglik", "teacher_test_loglik"]].to_numpy()))
     if lowest < -100.0:
         ax_ll.set_yscale("symlog", linthresh=10.0)
@@ -297,15 +293,14 @@ def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
     ax_ll.legend(frameon=False, loc="best")
     ax_kl.set_yscale("log")
     ax_kl.set_ylabel("KL(student || teacher) (nats)")
-    ax_kl.set_title("distillation objective")
+    ax_kl.set_title("reverse KL to the teacher")
     ax_speed.axhline(1.0, color="0.3", linestyle="--", linewidth=1)  # no speed-up
     ax_speed.set_yscale("log")
     speed = runs["sampling_speedup"].to_numpy(dtype=float)
     ax_speed.set_ylim(min(0.5, speed.min() / 2), max(2.0, speed.max() * 2))
     ax_speed.set_ylabel(f"speed-up over {teacher} (time ratio)")
     ax_speed.set_title("sampling speed-up")
-    for ax in (ax_ll, ax_kl, ax_speed):
+    for ax in axes:
         ax.set_xticks(np.arange(len(datasets)), datasets)
         ax.set_xlim(-0.6, len(datasets) - 0.4)
         ax.grid(True, axis="y", which="major", alpha=0.3)
-    return fig

@@ -106,7 +106,7 @@ def _data_metrics(
     true = datasets.true_log_prob(job.dataset, test, **job.dataset_options)
     if true is not None:
         metrics["true_test_loglik"] = float(np.mean(true))
-    if job.objective == "distill":
+    if job.teacher is not None:
         metrics.update(_student_metrics(job, flow, test, meta, ev, teacher_dir))
     return metrics, per_example
 
@@ -123,7 +123,7 @@ def _measure(
 
     from flows_tf import datasets, evaluate
 
-    if job.objective == "vi":
+    if not job.on_data:
         target = datasets.energy_target(job.dataset)
         found = evaluate.vi_metrics(flow, target, n=int(ev["vi_samples"]), seed=job.seed)
         return found, np.zeros(0, np.float64)

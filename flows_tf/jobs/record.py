@@ -46,7 +46,7 @@ def load_splits(
     target, which has no data."""
     from flows_tf import datasets
 
-    if job.objective == "vi":
+    if not job.on_data:
         return None, {}
     data_dir = Path(data_dir)
     meta = datasets.read_meta(data_dir)

@@ -58,13 +58,13 @@ def load_train_inputs(
 ) -> TrainInputs:
     """The train and val splits (or the energy target) and the teacher of ``job``."""
     meta, data = record.load_splits(job, data_dir, ("train", "val"))
-    if job.objective == "vi":
+    if not job.on_data:
         from flows_tf.datasets import energy_target
 
         target, event_shape = energy_target(job.dataset), (2,)
     else:
         target, event_shape = None, tuple(data["train"].shape[1:])
-    teacher = record.load_teacher(teacher_dir) if job.objective == "distill" else None
+    teacher = record.load_teacher(teacher_dir) if job.teacher is not None else None
     source = None if meta is None else str(Path(data_dir).resolve().as_uri())
     return TrainInputs(event_shape, _data_hash(meta, job), data, meta, target, teacher, source)
 
@@ -125,7 +125,9 @@ def _summary(
     job: Job, inputs: TrainInputs, result: TrainResult, threads: dict, run_id: str | None
 ) -> dict:
     """What ``train.json`` holds."""
-    has_val = job.objective == "mle" and inputs.data.get("val") is not None
+    from flows_tf.objectives import OBJECTIVES
+
+    validated = OBJECTIVES[job.method].validates and inputs.data.get("val") is not None
     return {
         **job.to_dict(),
         "job_key": job.key,
@@ -134,7 +136,7 @@ def _summary(
         "train_seconds": result.seconds,
         "steps": result.steps,
         "epochs": result.epochs,
-        "best_val_loglik": result.best_score if has_val else None,
+        "best_val_loglik": result.best_score if validated else None,
         "final_loss": result.final_loss,
         "converged": result.converged,
         "stopped_by": result.stopped_by,

@@ -33,6 +33,7 @@ class Objective:
     name = ""
     needs: tuple[str, ...] = ()  # inputs of fit: "train", "val", "target", "teacher"
     extra_settings: dict = {}  # objective-specific training settings and their defaults
+    validates = False  # True: :meth:`score` is the mean validation log-likelihood
 
     def __init__(self, flow, settings: dict, seed: int, **inputs):
         missing = [k for k in self.required if inputs.get(k) is None]

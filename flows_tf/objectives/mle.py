@@ -27,6 +27,7 @@ class MaximumLikelihood(Objective):
 
     name, needs, required = "mle", ("train", "val", "pixel_space"), ("train",)
     extra_settings = {"dequantize": "fresh"}
+    validates = True
 
     def __init__(self, flow, settings, seed, *, train=None, val=None, pixel_space=None, **_):
         super().__init__(flow, settings, seed, train=train)

@@ -32,7 +32,6 @@ Example:
     ...     run.log_metrics({"train_loss": 1.2}, step=100)
 """
 
-from flows_tf.tracking import store
 from flows_tf.tracking.experiments import (
     EXPERIMENT_KIND_TAG,
     GRID_TAGS,
@@ -53,8 +52,6 @@ from flows_tf.tracking.runs import RUN_FILE, active_runs, job_run, load_runs, re
 from flows_tf.tracking.store import TrackingError, check_reachable, project_root, tracking_uri
 from flows_tf.tracking.summary import log_summary_artifacts
 from flows_tf.tracking.tags import SUMMARY_TAG, SUPERSEDED_TAG, TAG_PREFIX, git_commit
-
-_client = store.client  # what benchmarks/overhead.py times; callers need no client of their own
 
 __all__ = [
     "EXPERIMENT_KIND_TAG",

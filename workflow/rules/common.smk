@@ -45,9 +45,9 @@ def get_train_inputs(wildcards):
     """Data splits for mle/distill jobs, the teacher's model for the student, MLflow init."""
     job = get_job(wildcards)
     inputs = {"mlflow": ancient(MLFLOW_INIT)}
-    if job.objective in ("mle", "distill"):
+    if job.on_data:
         inputs |= get_split_files(job.dataset, ("train", "val"))
-    if job.objective == "distill":
+    if job.teacher is not None:
         teacher = experiment.teacher_job(config, job)
         inputs["teacher"] = get_model_file(teacher)
     return inputs
@@ -57,9 +57,9 @@ def get_evaluate_inputs(wildcards):
     """The trained model, the test split (mle/distill) and, for a student, its teacher."""
     job = get_job(wildcards)
     inputs = {"model": get_model_file(job), "mlflow": ancient(MLFLOW_INIT)}
-    if job.objective in ("mle", "distill"):
+    if job.on_data:
         inputs |= get_split_files(job.dataset, ("test",))
-    if job.objective == "distill":
+    if job.teacher is not None:
         inputs["teacher"] = get_model_file(experiment.teacher_job(config, job))
     return inputs
 
