@@ -8,7 +8,12 @@ evaluates densities); printed as the median over seeds [min, max]. Beside them:
 - ``perf.py measured``: ``perf.measure_flow`` (perf.py's own timer: median of repeats after a
   warm-up) on the same sizes as the timed models (D, layers, hidden units from each model's
   ``model_spec.json``; batch ``timing_batch_size``), MAF and IAF alternately ``--repeats``
-  times, with the thread settings of the timing run; median [min, max] of the per-repeat ratios;
+  times, with the thread settings of the timing run, in each of ``--processes`` fresh Python
+  processes; median [min, max] over the processes of each process's median ratio. At D=2 a
+  call takes 2-4 ms and the ratio moves by +-20 % from one process to the next (thread
+  placement, allocation), far more than between repeats in one process, so the noise that
+  counts is the spread between processes;
+- ``agrees``: the serial ratio (median over seeds) lies within perf.py's [min, max];
 - ``perf.py committed``: ``benchmarks/results.csv`` at the same D (perf.py's models: 5 layers,
   2 x 256 hidden units, 10,000 rows), for reference; other sizes, so not expected to agree.
 
@@ -21,6 +26,7 @@ import argparse
 import json
 import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -35,7 +41,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--timing", type=pathlib.Path, default=pathlib.Path("results/timing/timing.csv"))
     p.add_argument("--perf-csv", type=pathlib.Path, default=HERE / "results.csv")
-    p.add_argument("--repeats", type=int, default=5, help="alternating perf.py measurements")
+    p.add_argument("--repeats", type=int, default=5, help="alternating measurements a process")
+    p.add_argument("--processes", type=int, default=5, help="fresh processes measuring perf.py")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: one measuring process
     p.add_argument("--no-measure", dest="measure", action="store_false")
     return p.parse_args(argv)
 
@@ -68,8 +76,8 @@ def serial_ratios(timing: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def perf_measured(d: int, n: int, hparams: dict, repeats: int) -> dict:
-    """perf.py's measure_flow on MAF and IAF of these sizes, alternately; per-repeat ratios."""
+def perf_one_process(d: int, n: int, hparams: dict, repeats: int) -> dict:
+    """perf.py's measure_flow on MAF and IAF of these sizes, alternately; median ratios."""
     sys.path.insert(0, str(HERE))
     import perf
 
@@ -80,7 +88,29 @@ def perf_measured(d: int, n: int, hparams: dict, repeats: int) -> dict:
         iaf = perf.measure_flow("iaf", d, hparams["iaf"], False, what=("sample", "log_prob"))
         ratios["sampling"].append(iaf["samples_per_s"] / maf["samples_per_s"])
         ratios["density"].append(maf["log_prob_per_s"] / iaf["log_prob_per_s"])
-    return ratios
+    return {k: float(np.median(v)) for k, v in ratios.items()}
+
+
+def perf_measured(d: int, n: int, hparams: dict, repeats: int, processes: int, threads: dict):
+    """:func:`perf_one_process` in ``processes`` fresh interpreters; the list of their ratios."""
+    job = json.dumps({"d": d, "n": n, "hparams": hparams, "repeats": repeats, "threads": threads})
+    per_process = []
+    for _ in range(processes):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", job], check=True, capture_output=True, text=True
+        ).stdout
+        per_process.append(json.loads(out.strip().splitlines()[-1]))
+    return {k: [r[k] for r in per_process] for k in ("sampling", "density")}
+
+
+def child(job: str) -> None:
+    """One measuring process: configure threads as the timing run did, print the ratios."""
+    from flows_tf import runtime
+
+    spec = json.loads(job)
+    t = spec["threads"]
+    runtime.configure(t["threads"], intra_op=t["intra_op_threads"], inter_op=t["inter_op_threads"])
+    print(json.dumps(perf_one_process(spec["d"], spec["n"], spec["hparams"], spec["repeats"])))
 
 
 def perf_committed(path: pathlib.Path, d: int) -> dict:
@@ -99,40 +129,39 @@ def _fmt(values) -> str:
     return f"{np.median(values):.2f}x [{values.min():.2f}, {values.max():.2f}]"
 
 
+def _agrees(serial, measured) -> str:
+    low, high = min(measured), max(measured)
+    return "yes" if low <= float(np.median(serial)) <= high else "no"
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.child:
+        return child(args.child)
     timing = pd.read_csv(args.timing)
     conditions = json.loads(args.timing.with_name("conditions.json").read_text())
-    if args.measure:
-        from flows_tf import runtime
-
-        t = conditions["threads"]
-        runtime.configure(
-            t["threads"], intra_op=t["intra_op_threads"], inter_op=t["inter_op_threads"]
-        )
     print(
         f"serial timing: {args.timing} ({conditions['date']}, threads {conditions['threads']}, "
-        f"load {conditions['load_before']} -> {conditions['load_after']})"
+        f"load {conditions['load_before']} -> {conditions['load_after']}); perf.py: "
+        f"{args.processes} processes x {args.repeats} repeats"
     )
     ratios = serial_ratios(timing)
-    columns = [
-        "data set",
-        "D",
-        "n",
-        "ratio",
-        "serial timing (seeds)",
-        "perf.py measured",
-        "perf.py committed",
-    ]
+    columns = ["data set", "D", "n", "ratio", "serial timing (seeds)", "perf.py measured"]
+    columns += ["agrees", "perf.py committed"]
     print("| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|")
     for dataset, g in ratios.groupby("dataset"):
         d, n = int(g["D"].iloc[0]), int(g["n"].iloc[0])
         hparams = {"maf": g["maf"].iloc[0], "iaf": g["iaf"].iloc[0]}
-        measured = perf_measured(d, n, hparams, args.repeats) if args.measure else None
+        measured = None
+        if args.measure:
+            measured = perf_measured(
+                d, n, hparams, args.repeats, args.processes, conditions["threads"]
+            )
         committed = perf_committed(args.perf_csv, d)
         for key, label in (("sampling", "IAF/MAF sampling"), ("density", "MAF/IAF density")):
-            cells = [_fmt(g[key]), _fmt(measured[key]) if measured else "-", _fmt(committed[key])]
-            print(f"| {dataset} | {d} | {n} | {label} | " + " | ".join(cells) + " |")
+            cells = [_fmt(g[key]), _fmt(measured[key]) if measured else "-"]
+            cells += [_agrees(g[key], measured[key]) if measured else "-", _fmt(committed[key])]
+            print(f"| {dataset} | {d} | {n} | {label} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,21 @@ before TensorFlow starts.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows_tf import paths, runtime
+
+if TYPE_CHECKING:
+    from flows_tf.experiment import Job
 
 __all__ = ["main", "run", "load_config"]
 
 SCHEMA = Path("workflow/schemas/config.schema.yaml")
 
 
-def load_config(path) -> dict:
+def load_config(path: str | Path) -> dict:
     """Read a YAML config, validate it against the workflow's JSON schema when present, then
     run the workflow's cross-checks (:func:`flows_tf.experiment.check_config`)."""
     import yaml
@@ -53,7 +58,7 @@ def load_config(path) -> dict:
     return config
 
 
-def _job(args, config):
+def _job(args: argparse.Namespace, config: dict) -> Job:
     from flows_tf import experiment
 
     key = (args.dataset, args.flow, int(args.seed))
@@ -63,8 +68,8 @@ def _job(args, config):
     raise SystemExit(f"flows-tf: no job {'/'.join(map(str, key))} in {args.config}")
 
 
-def _paths(args, job):
-    def under_results(template, **fields):
+def _paths(args: argparse.Namespace, job: Job) -> dict[str, Path | None]:
+    def under_results(template: str, **fields) -> Path:
         return Path(paths.of(template, args.results, **fields))
 
     return {
@@ -79,14 +84,14 @@ def _paths(args, job):
     }
 
 
-def _cmd_list(args, config):
+def _cmd_list(args: argparse.Namespace, config: dict) -> None:
     from flows_tf import experiment
 
     for job in experiment.jobs(config):
         print(job.key)
 
 
-def _cmd_prepare(args, config):
+def _cmd_prepare(args: argparse.Namespace, config: dict) -> None:
     from flows_tf import datasets
 
     options = dict((config.get("datasets") or {}).get(args.dataset) or {})
@@ -95,13 +100,13 @@ def _cmd_prepare(args, config):
     print(meta["shape"])
 
 
-def _cmd_init(args, config):
+def _cmd_init(args: argparse.Namespace, config: dict) -> None:
     from flows_tf import tracking
 
     print(tracking.init_experiment(config["experiment"]), tracking.tracking_uri())
 
 
-def _cmd_job(args, config):
+def _cmd_job(args: argparse.Namespace, config: dict) -> None:
     """Train or evaluate one job of the grid, exactly as the Snakemake rules do."""
     threads = runtime.configure(args.threads)
     from flows_tf import jobs
@@ -122,13 +127,13 @@ def _cmd_job(args, config):
         jobs.evaluate_job(job, metrics_path=p["metrics"], **common)
 
 
-def _metrics_files(args, config) -> list[Path]:
+def _metrics_files(args: argparse.Namespace, config: dict) -> list[Path]:
     from flows_tf import experiment
 
     return [Path(paths.of_job(paths.METRICS, j, args.results)) for j in experiment.jobs(config)]
 
 
-def _cmd_time(args, config):
+def _cmd_time(args: argparse.Namespace, config: dict) -> None:
     """Serial timing of every model, as the workflow's time_models step."""
     threads = runtime.configure(args.threads)
     from flows_tf import jobs, timing
@@ -144,7 +149,7 @@ def _cmd_time(args, config):
     )
 
 
-def _cmd_tables(args, config):
+def _cmd_tables(args: argparse.Namespace, config: dict) -> None:
     import json
 
     from flows_tf import tables
@@ -193,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = load_config(args.config)
     COMMANDS[args.command](args, config)

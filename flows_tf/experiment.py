@@ -15,9 +15,12 @@ what would be accepted.
 Pure Python, no TensorFlow: the Snakefile imports it to enumerate targets and check the config.
 """
 
+from __future__ import annotations
+
 import difflib
 import hashlib
 import json
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +38,7 @@ __all__ = [
     "flow_variant",
     "jobs",
     "make_job",
+    "on_data",
     "stable_hash",
     "teacher_job",
 ]
@@ -46,6 +50,16 @@ METHODS = {"mle": ("mle",), "vi": ("vi",), "distill": ("distill", "distill_paire
 DATA_KINDS = ("toy", "image", "uci", "file")
 # the kinds of data set each objective trains on: samples (mle, distill) or an energy (vi)
 SECTION_KINDS = {"mle": DATA_KINDS, "vi": ("energy",), "distill": DATA_KINDS}
+
+
+def on_data(objective: str) -> bool:
+    """Whether runs of section ``objective`` fit data splits and are scored by test
+    log-likelihood (mle, distill), not an energy target scored by ``KL(q || p)`` (vi).
+
+    >>> [on_data(o) for o in OBJECTIVES]
+    [True, False, True]
+    """
+    return "energy" not in SECTION_KINDS[objective]
 
 
 @dataclass(frozen=True)
@@ -63,14 +77,14 @@ class Job:
     teacher: str | None = None  # flow variant of the teacher (distillation only)
     method: str = ""  # the objective fit runs (flows_tf.train.OBJECTIVES); "": the objective
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.method:
             object.__setattr__(self, "method", self.objective)
 
     @property
     def on_data(self) -> bool:
         """Trained and evaluated on data splits (mle, distill), not on an energy target (vi)."""
-        return "energy" not in SECTION_KINDS[self.objective]
+        return on_data(self.objective)
 
     @property
     def key(self) -> str:
@@ -86,7 +100,7 @@ class Job:
         return asdict(self)
 
 
-def stable_hash(obj) -> str:
+def stable_hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -172,7 +186,7 @@ class ConfigError(ValueError):
     """A config the grid cannot run; the message lists every problem, one per line."""
 
 
-def check_config(config: dict, base_dir=None) -> None:
+def check_config(config: dict, base_dir: str | Path | None = None) -> None:
     """Refuse a schema-valid config that would fail once its jobs run.
 
     Each problem names the key, the value and what is accepted (the closest known name for a
@@ -219,7 +233,7 @@ def _dataset_options(config: dict, name: str) -> dict:
     return dict((config.get("datasets") or {}).get(name) or {})
 
 
-def _twice(items) -> list:
+def _twice(items: Iterable[str]) -> list:
     seen, out = set(), []
     for item in items:
         if item in seen and item not in out:
@@ -228,18 +242,18 @@ def _twice(items) -> list:
     return out
 
 
-def _closest(value, names) -> str:
+def _closest(value: object, names: Iterable[object]) -> str:
     """``did you mean 'x'? `` for the closest of ``names``, or nothing."""
     match = difflib.get_close_matches(str(value), [str(n) for n in names], n=1)
     return f"did you mean {match[0]!r}? " if match else ""
 
 
-def _unknown(key: str, what: str, value, names) -> str:
+def _unknown(key: str, what: str, value: object, names: Iterable[str]) -> str:
     names = sorted(names)
     return f"{key}: unknown {what} {value!r}; {_closest(value, names)}accepted: {', '.join(names)}"
 
 
-def _dataset_names(config: dict, kinds) -> list[str]:
+def _dataset_names(config: dict, kinds: Collection[str]) -> list[str]:
     """Registry names and the config's file data sets of the given kinds."""
     names = [*DATASETS, *(config.get("datasets") or {})]
     return sorted({n for n in names if dataset_kind(config, n) in kinds})
@@ -331,7 +345,7 @@ def _flow_variant_problems(config: dict) -> list[str]:
     return problems
 
 
-def _hparam_problems(key: str, builder: str, hparam: str, value) -> list[str]:
+def _hparam_problems(key: str, builder: str, hparam: str, value: object) -> list[str]:
     accepted = FLOW_HPARAMS[builder]
     if hparam not in accepted:
         return [

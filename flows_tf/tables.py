@@ -52,6 +52,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from flows_tf import tracking
+from flows_tf.experiment import on_data
 from flows_tf.timing import TIMING_METRICS
 
 __all__ = [
@@ -232,7 +233,7 @@ def load_per_example(runs: pd.DataFrame) -> dict[str, np.ndarray]:
             metrics file's ``test_loglik`` (the file is stale), naming the run.
     """
     out = {}
-    for row in runs[runs["objective"] != "vi"].itertuples():
+    for row in runs[runs["objective"].map(on_data)].itertuples():
         if not isinstance(row.loglik_file, str) or not row.loglik_file:
             raise TableError(f"run {row.job_key}: its metrics file names no loglik_file")
         path = Path(row.metrics_file).parent / row.loglik_file
@@ -382,7 +383,7 @@ def loglik_table(
         per_example: ``{job_key: (N,) array}``; default :func:`load_per_example`.
         expected_seeds: the config's seeds; a cell with others raises :class:`TableError`.
     """
-    data = runs[runs["objective"] != "vi"]
+    data = runs[runs["objective"].map(on_data)]
     per_example = load_per_example(data) if per_example is None else per_example
     rows, lbar = [], []
     for dataset, flow, group in _cells(data, expected_seeds, lambda r: _finite(r, "test_loglik")):
@@ -418,7 +419,7 @@ def vi_table(
         log_z: ``{target: {"log_z", "log_z_box"}}`` (default:
             :func:`flows_tf.datasets.energy.log_z_parts` of each target).
     """
-    data = runs[runs["objective"] == "vi"]
+    data = runs[~runs["objective"].map(on_data)]
     rows = [
         {
             "dataset": d,

@@ -81,12 +81,12 @@ def figures_for_config(config: dict) -> dict[str, str]:
     from flows_tf import experiment
 
     jobs = experiment.jobs(config)
-    fitted = [j for j in jobs if j.objective != "vi"]
+    fitted = [j for j in jobs if j.on_data]
     selections = {
         "density_grid": [j for j in fitted if _kind(j.dataset) == "toy"],
-        "vi_grid": [j for j in jobs if j.objective == "vi"],
+        "vi_grid": [j for j in jobs if not j.on_data],
         "loglik_vs_time": fitted,
-        "distillation": [j for j in jobs if j.objective == "distill"],
+        "distillation": [j for j in jobs if j.teacher],
         "training_curves": fitted,
         "digit_samples": [j for j in fitted if _kind(j.dataset) == "image"],
     }

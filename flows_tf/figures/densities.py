@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from flows_tf.experiment import on_data
 from flows_tf.figures._base import (
     datasets_of,
     empty_figure,
@@ -179,7 +180,7 @@ def density_grid(
         flows: the columns to draw, in order (default: every flow with a grid, canonical order).
     """
     require_columns(table, ["dataset", "flow", "seed", "objective", "model_dir"], "density_grid")
-    runs = first_seed(table[table["objective"] != "vi"])
+    runs = first_seed(table[table["objective"].map(on_data)])
     runs = runs[[run_file(r, "density_grid.npz").exists() for _, r in runs.iterrows()]]
     if runs.empty:
         return empty_figure("Learned densities", "no 2-D runs with a density_grid.npz in the table")
@@ -221,7 +222,7 @@ def vi_grid(
     ``exp(-U(z)) / Z``, then each flow's density ``q(z)`` on the same grid and colour scale.
 
     Args:
-        table: the run table; rows with ``objective == "vi"`` and a ``density_grid.npz``.
+        table: the run table; rows of the VI section (not ``on_data``) and a ``density_grid.npz``.
         target_log_prob: ``(name, points (N, 2)) -> (N,)`` normalised target log density
             (default: ``flows_tf.datasets.energy_target(name)`` minus its ``log_z``).
         flows: the columns to draw (default: every VI flow, canonical order, e.g. planar_k2,
@@ -231,7 +232,7 @@ def vi_grid(
         Rezende and Mohamed (2015), Variational Inference with Normalizing Flows, arXiv:1505.05770.
     """
     require_columns(table, ["dataset", "flow", "seed", "objective", "model_dir"], "vi_grid")
-    runs = first_seed(table[table["objective"] == "vi"])
+    runs = first_seed(table[~table["objective"].map(on_data)])
     runs = runs[[run_file(r, "density_grid.npz").exists() for _, r in runs.iterrows()]]
     if runs.empty:
         return empty_figure(

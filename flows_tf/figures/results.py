@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter
 from numpy.typing import ArrayLike
 
+from flows_tf.experiment import on_data
 from flows_tf.figures._base import (
     LOGLIK_LABEL,
     STUDENT,
@@ -163,7 +164,7 @@ def loglik_vs_time(table: pd.DataFrame) -> Figure:
         "loglik_vs_time",
     )
     runs = table[
-        (table["objective"] != "vi")
+        table["objective"].map(on_data)
         & np.isfinite(table["test_loglik"])
         & (table["sample_seconds_per_1k"] > 0)
     ]
@@ -238,10 +239,7 @@ def distillation(table: pd.DataFrame, *, teacher: str = "teacher") -> Figure:
     """
     cols = ["dataset", "flow", "test_loglik", "teacher_test_loglik", "kl_to_teacher"]
     require_columns(table, [*cols, "sampling_speedup"], "distillation")
-    mask = table["flow"] == STUDENT
-    if "objective" in table:
-        mask |= table["objective"] == "distill"
-    runs = table[mask & np.isfinite(table["teacher_test_loglik"])]
+    runs = table[np.isfinite(table["teacher_test_loglik"])]  # a student's row has its teacher's
     if runs.empty:
         return empty_figure("Distillation", "no distilled student runs in the table")
     datasets = datasets_of(runs)

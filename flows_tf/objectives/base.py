@@ -8,16 +8,24 @@ nothing else about it. Minibatch order and Monte Carlo seeds are pure functions 
 ``(seed, step)``, so a resumed run sees exactly the inputs of an uninterrupted one.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 import tf_keras
+from numpy.typing import ArrayLike
 
 from flows_tf.objectives import losses
+
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
 
 __all__ = ["Objective", "SampledObjective", "as_data"]
 
 
-def as_data(x, name, flow):
+def as_data(x: ArrayLike, name: str, flow: tfd.Distribution) -> np.ndarray:
     x = np.asarray(x)
     dim = int(np.prod(flow.event_shape))
     if x.ndim != 2 or x.shape[1] != dim:
@@ -35,7 +43,7 @@ class Objective:
     extra_settings: dict = {}  # objective-specific training settings and their defaults
     validates = False  # True: :meth:`score` is the mean validation log-likelihood
 
-    def __init__(self, flow, settings: dict, seed: int, **inputs):
+    def __init__(self, flow: tfd.TransformedDistribution, settings: dict, seed: int, **inputs):
         missing = [k for k in self.required if inputs.get(k) is None]
         if missing:
             raise ValueError(f"objective {self.name!r} needs {' and '.join(missing)}")
@@ -51,7 +59,7 @@ class Objective:
     def initialize(self) -> None:
         """Data-dependent initialisation of a fresh run (default: nothing)."""
 
-    def learning_rate(self):
+    def learning_rate(self) -> float | tf_keras.optimizers.schedules.LearningRateSchedule:
         """The base learning rate: constant, or cosine to 0 at the step cap."""
         base = float(self.settings["learning_rate"])
         if self.settings["lr_schedule"] == "cosine":
@@ -62,7 +70,7 @@ class Objective:
         """The inputs of steps ``start .. start+k-1``, each with a leading axis of ``k``."""
         raise NotImplementedError
 
-    def loss(self, *step_inputs):
+    def loss(self, *step_inputs) -> tf.Tensor:
         """Scalar loss of one step (traced once inside the compiled loop)."""
         raise NotImplementedError
 
@@ -83,23 +91,23 @@ class SampledObjective(Objective):
     """Objectives on the flow's own samples: step ``t`` draws with the stateless seed
     ``(seed, t)`` at inverse temperature ``beta_t`` (:func:`losses.anneal_beta`)."""
 
-    def __init__(self, flow, settings, seed, **inputs):
+    def __init__(self, flow: tfd.TransformedDistribution, settings: dict, seed: int, **inputs):
         super().__init__(flow, settings, seed, **inputs)
         self.total_steps = int(settings["steps"])
         self.eval_every = int(settings["eval_every"] or 100)
         self.anneal_steps = int(settings["anneal_steps"])
         self.signature = [tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.float64)]
 
-    def block(self, start, k):
+    def block(self, start: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         steps = np.arange(start, start + k)
         seeds = np.stack([np.full(k, self.seed % 2**31), steps], axis=1).astype(np.int32)
         betas = np.array([float(losses.anneal_beta(int(t), self.anneal_steps)) for t in steps])
         return seeds, betas
 
-    def score(self, step, train_loss):
+    def score(self, step: int, train_loss: float) -> float | None:
         """Minus the window's mean loss, once annealing is over (earlier losses are tempered)."""
         return None if step - self.eval_every < self.anneal_steps else -train_loss
 
-    def record(self, step, train_loss, score):
+    def record(self, step: int, train_loss: float, score: float | None) -> dict:
         beta = float(losses.anneal_beta(step - 1, self.anneal_steps))
         return {"step": step, "train_loss": train_loss, "beta": beta}

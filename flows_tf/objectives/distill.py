@@ -1,11 +1,18 @@
 """Density distillation of a student flow from a trained teacher (Parallel WaveNet and after)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 import tf_keras
 
 from flows_tf import distill_bank
 from flows_tf.objectives import losses
 from flows_tf.objectives.base import SampledObjective
+
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
 
 __all__ = ["Distill", "DistillPaired"]
 
@@ -19,11 +26,19 @@ class Distill(SampledObjective):
 
     name, needs, required = "distill", ("teacher",), ("teacher",)
 
-    def __init__(self, flow, settings, seed, *, teacher=None, **_):
+    def __init__(
+        self,
+        flow: tfd.TransformedDistribution,
+        settings: dict,
+        seed: int,
+        *,
+        teacher: tfd.TransformedDistribution | None = None,
+        **_,
+    ):
         super().__init__(flow, settings, seed, teacher=teacher)
         self.teacher = teacher
 
-    def loss(self, step_seed, beta):
+    def loss(self, step_seed: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
         return losses.distillation_loss(
             self.flow, self.teacher, self.batch, beta=beta, seed=step_seed
         )
@@ -51,17 +66,25 @@ class DistillPaired(Distill):
         "finetune_learning_rate": None,  # None: learning_rate
     }
 
-    def __init__(self, flow, settings, seed, *, teacher=None, **_):
+    def __init__(
+        self,
+        flow: tfd.TransformedDistribution,
+        settings: dict,
+        seed: int,
+        *,
+        teacher: tfd.TransformedDistribution | None = None,
+        **_,
+    ):
         super().__init__(flow, settings, seed, teacher=teacher)
         self.pretrain = int(settings["pretrain_steps"])
         self.bank = distill_bank.build_teacher_pairs(teacher, int(settings["bank_size"]), seed=seed)
         self._draw = distill_bank.draw_pairs
 
-    def _paired(self, step_seed):
+    def _paired(self, step_seed: tf.Tensor) -> tf.Tensor:
         z, x = self._draw(self.bank, self.batch, step_seed)
         return losses.paired_regression_loss(self.flow, z, x)
 
-    def _covering(self, step_seed, beta):
+    def _covering(self, step_seed: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
         s = self.settings
         loss = losses.distillation_loss(
             self.flow, self.teacher, self.batch, beta=beta, seed=step_seed
@@ -73,17 +96,17 @@ class DistillPaired(Distill):
             loss += s["anchor_weight"] * self._paired(step_seed)
         return loss
 
-    def loss(self, step_seed, beta):
+    def loss(self, step_seed: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
         return tf.cond(
             tf.cast(step_seed[1], tf.int64) < self.pretrain,
             lambda: tf.cast(self._paired(step_seed), tf.float64),
             lambda: tf.cast(self._covering(step_seed, beta), tf.float64),
         )
 
-    def score(self, step, train_loss):
+    def score(self, step: int, train_loss: float) -> float | None:
         return None if step - self.eval_every < self.pretrain else super().score(step, train_loss)
 
-    def learning_rate(self):
+    def learning_rate(self) -> float | tf_keras.optimizers.schedules.LearningRateSchedule:
         """``learning_rate`` while pretraining, then ``finetune_learning_rate``."""
         finetune = self.settings["finetune_learning_rate"]
         if finetune is None:

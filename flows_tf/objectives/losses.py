@@ -34,10 +34,17 @@ Probability distillation: a caveat and alternatives (UAI 2019); Baranchuk et al.
 Distilling the knowledge from normalizing flows, arXiv:2106.12699.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
 
 __all__ = [
     "MAX_INVERSE_ROWS",
@@ -57,19 +64,19 @@ __all__ = [
 MAX_INVERSE_ROWS = 1024  # default bound on the rows a training loss may push through S^{-1}
 
 
-def _scalar(value, dtype):
+def _scalar(value: float | tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     """A weight or temperature in ``dtype``; a Python float is not rounded through float32."""
     return tf.cast(value, dtype) if tf.is_tensor(value) else tf.constant(value, dtype)
 
 
-def _weight(name, value):
+def _weight(name: str, value: float | tf.Tensor) -> float | tf.Tensor:
     """A loss weight: a tensor, or a Python number that must be finite and >= 0."""
     if not tf.is_tensor(value) and not (isinstance(value, numbers.Real) and 0 <= value < math.inf):
         raise ValueError(f"{name}={value!r} must be a finite number >= 0")
     return value
 
 
-def _fresh(x):
+def _fresh(x: tf.Tensor) -> tf.Tensor:
     """``x`` as a new tensor, so that no bijector cache can answer for it.
 
     TFP shares a cache between bijector instances with equal constructor ``parameters``; two
@@ -79,7 +86,7 @@ def _fresh(x):
     return tf.identity(x)
 
 
-def mle_loss(flow, x):
+def mle_loss(flow: tfd.Distribution, x: tf.Tensor) -> tf.Tensor:
     """Negative mean log-likelihood ``-(1/N) sum_i log q(x_i)``.
 
     Args:
@@ -92,7 +99,11 @@ def mle_loss(flow, x):
     return -tf.reduce_mean(flow.log_prob(x))
 
 
-def sample_and_log_prob(flow, n, seed=None):
+def sample_and_log_prob(
+    flow: tfd.TransformedDistribution,
+    n: int | tf.Tensor,
+    seed: tf.Tensor | Sequence[int] | int | None = None,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Draw ``n`` samples and their log-density from one forward pass of the flow.
 
     ``z ~ base``, ``x = f(z)``, ``log q(x) = log base(z) - log |det df/dz|(z)``: no call to
@@ -113,7 +124,11 @@ def sample_and_log_prob(flow, n, seed=None):
     return x, log_q
 
 
-def _forward_pass(flow, n, seed):
+def _forward_pass(
+    flow: tfd.TransformedDistribution,
+    n: int | tf.Tensor,
+    seed: tf.Tensor | Sequence[int] | int | None,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """``(z, x, log q(x))`` of :func:`sample_and_log_prob`, keeping the noise ``z``."""
     base = flow.distribution
     z = base.sample(n, seed=seed)
@@ -123,7 +138,7 @@ def _forward_pass(flow, n, seed):
     return z, x, base.log_prob(z) - fldj
 
 
-def anneal_beta(step, anneal_steps):
+def anneal_beta(step: int | tf.Tensor, anneal_steps: int | float | tf.Tensor) -> tf.Tensor:
     """Inverse temperature ``beta_t = min(1, 0.01 + t / T)``; ``T <= 0`` means no annealing.
 
     Args:
@@ -136,7 +151,14 @@ def anneal_beta(step, anneal_steps):
     return tf.minimum(1.0, 0.01 + t / tf.cast(anneal_steps, tf.float64))
 
 
-def reverse_kl_loss(flow, log_target, n, *, beta=1.0, seed=None):
+def reverse_kl_loss(
+    flow: tfd.TransformedDistribution,
+    log_target: Callable[[tf.Tensor], tf.Tensor],
+    n: int | tf.Tensor,
+    *,
+    beta: float | tf.Tensor = 1.0,
+    seed: tf.Tensor | Sequence[int] | int | None = None,
+) -> tf.Tensor:
     """Negative annealed ELBO ``E_q[log q(x) - beta log p~(x)]`` by Monte Carlo on ``n`` samples.
 
     At ``beta = 1`` this equals ``KL(q || p) - log Z`` for ``p = p~ / Z``.
@@ -160,7 +182,14 @@ def reverse_kl_loss(flow, log_target, n, *, beta=1.0, seed=None):
     return tf.reduce_mean(log_q - _scalar(beta, log_q.dtype) * log_p)
 
 
-def distillation_loss(student, teacher, n, *, beta=1.0, seed=None):
+def distillation_loss(
+    student: tfd.TransformedDistribution,
+    teacher: tfd.Distribution,
+    n: int | tf.Tensor,
+    *,
+    beta: float | tf.Tensor = 1.0,
+    seed: tf.Tensor | Sequence[int] | int | None = None,
+) -> tf.Tensor:
     """``KL(student || teacher) = E_q[log q(x) - log p_teacher(x)]`` on the student's samples.
 
     The student's ``log q`` comes from the pass that produced ``x``; the teacher is only
@@ -189,7 +218,9 @@ def distillation_loss(student, teacher, n, *, beta=1.0, seed=None):
     return tf.reduce_mean(log_q - _scalar(beta, log_q.dtype) * log_p)
 
 
-def teacher_latent_and_log_prob(teacher, x):
+def teacher_latent_and_log_prob(
+    teacher: tfd.TransformedDistribution, x: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
     """``u = T^{-1}(x)`` and ``log p_T(x) = log N(u) + log |det dT^{-1}/dx|`` in one pass.
 
     The teacher's inverse caches its log-determinant (one MADE pass per layer for a MAF), so
@@ -210,12 +241,14 @@ def teacher_latent_and_log_prob(teacher, x):
     return u, base.log_prob(u) + ildj
 
 
-def _squared_distance(a, b):
+def _squared_distance(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """Per-example ``||a - b||^2`` summed over the event, shape ``(N,)``."""
     return tf.reduce_sum(tf.math.squared_difference(a, b), axis=-1)
 
 
-def paired_regression_loss(student, z, x_teacher):
+def paired_regression_loss(
+    student: tfd.TransformedDistribution, z: tf.Tensor, x_teacher: tf.Tensor
+) -> tf.Tensor:
     """Paired ("instructive") distillation: ``(1/N) sum_i ||S(z_i) - T(z_i)||^2``.
 
     The student maps the same noise the teacher mapped; ``(z_i, T(z_i))`` come from a cached
@@ -240,7 +273,13 @@ def paired_regression_loss(student, z, x_teacher):
     return tf.reduce_mean(_squared_distance(x, tf.cast(x_teacher, student.dtype)))
 
 
-def latent_regression_loss(student, teacher, n, *, seed=None):
+def latent_regression_loss(
+    student: tfd.TransformedDistribution,
+    teacher: tfd.TransformedDistribution,
+    n: int | tf.Tensor,
+    *,
+    seed: tf.Tensor | Sequence[int] | int | None = None,
+) -> tf.Tensor:
     """Latent regression ``E_z ||T^{-1}(S(z)) - z||^2`` on ``n`` student samples.
 
     Zero exactly when ``S = T`` on the samples; costs one parallel student pass and one teacher
@@ -267,8 +306,15 @@ def latent_regression_loss(student, teacher, n, *, seed=None):
 
 
 def anchored_distillation_loss(
-    student, teacher, n, *, anchor_weight, pairs=None, beta=1.0, seed=None
-):
+    student: tfd.TransformedDistribution,
+    teacher: tfd.TransformedDistribution,
+    n: int | tf.Tensor,
+    *,
+    anchor_weight: float | tf.Tensor,
+    pairs: tuple[tf.Tensor, tf.Tensor] | None = None,
+    beta: float | tf.Tensor = 1.0,
+    seed: tf.Tensor | Sequence[int] | int | None = None,
+) -> tf.Tensor:
     """Reverse KL plus an anchor: ``E_q[log q - beta log p_T] + lambda * anchor``.
 
     The anchor is the paired regression on ``pairs = (z_b, T(z_b))`` when given, else the
@@ -303,7 +349,9 @@ def anchored_distillation_loss(
     return kl + _scalar(anchor_weight, kl.dtype) * anchor
 
 
-def forward_kl_loss(student, x_teacher, *, max_rows=MAX_INVERSE_ROWS):
+def forward_kl_loss(
+    student: tfd.Distribution, x_teacher: tf.Tensor, *, max_rows: int = MAX_INVERSE_ROWS
+) -> tf.Tensor:
     """``-(1/M) sum_j log S(x_j)`` on teacher samples: ``KL(T || S)`` up to the constant ``H(T)``.
 
     This evaluates the student's density, i.e. runs its *inverse*: sequential for an IAF (D
@@ -331,16 +379,16 @@ def forward_kl_loss(student, x_teacher, *, max_rows=MAX_INVERSE_ROWS):
 
 
 def mass_covering_distillation_loss(
-    student,
-    teacher,
-    n,
-    x_teacher,
+    student: tfd.TransformedDistribution,
+    teacher: tfd.Distribution,
+    n: int | tf.Tensor,
+    x_teacher: tf.Tensor,
     *,
-    forward_weight,
-    beta=1.0,
-    seed=None,
-    max_rows=MAX_INVERSE_ROWS,
-):
+    forward_weight: float | tf.Tensor,
+    beta: float | tf.Tensor = 1.0,
+    seed: tf.Tensor | Sequence[int] | int | None = None,
+    max_rows: int = MAX_INVERSE_ROWS,
+) -> tf.Tensor:
     """Reverse plus forward KL: ``E_q[log q - beta log p_T] + lambda E_{x ~ T}[-log S(x)]``.
 
     The first term is Parallel WaveNet's distillation on ``n`` student samples (parallel); the

@@ -1,12 +1,20 @@
 """Maximum likelihood on data: the density objective of every flow."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from flows_tf import evaluate, flows
 from flows_tf.datasets import digits
 from flows_tf.objectives import losses
 from flows_tf.objectives.base import Objective, as_data
+
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
 
 __all__ = ["MaximumLikelihood"]
 
@@ -29,7 +37,17 @@ class MaximumLikelihood(Objective):
     extra_settings = {"dequantize": "fresh"}
     validates = True
 
-    def __init__(self, flow, settings, seed, *, train=None, val=None, pixel_space=None, **_):
+    def __init__(
+        self,
+        flow: tfd.TransformedDistribution,
+        settings: dict,
+        seed: int,
+        *,
+        train: ArrayLike | None = None,
+        val: ArrayLike | None = None,
+        pixel_space: dict | None = None,
+        **_,
+    ):
         super().__init__(flow, settings, seed, train=train)
         mode = settings["dequantize"]
         if mode not in ("fresh", "fixed"):
@@ -52,16 +70,16 @@ class MaximumLikelihood(Objective):
         self._log_prob = evaluate.compiled_log_prob(flow)
         self._order = (None, None)
 
-    def initialize(self):
+    def initialize(self) -> None:
         flows.initialize(self.flow, self._train_rows[: self.batch])
 
-    def _epoch_order(self, epoch):
+    def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order[0] != epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n_train)
             self._order = (epoch, order.astype(np.int32))
         return self._order[1]
 
-    def block(self, start, k):
+    def block(self, start: int, k: int) -> tuple[np.ndarray, ...]:
         rows = []
         for t in range(start, start + k):
             epoch, b = divmod(t, self.steps_per_epoch)
@@ -72,7 +90,7 @@ class MaximumLikelihood(Objective):
         seeds = np.stack([np.full(k, self.seed % 2**31), steps], axis=1).astype(np.int32)
         return np.stack(rows), seeds
 
-    def loss(self, index, step_seed=None):
+    def loss(self, index: tf.Tensor, step_seed: tf.Tensor | None = None) -> tf.Tensor:
         if step_seed is None:
             return losses.mle_loss(self.flow, tf.gather(self._train, index))
         v = tf.gather(self._levels, index)
@@ -81,16 +99,16 @@ class MaximumLikelihood(Objective):
         x = digits.to_model_space(v + u, ps["logit"], ps["alpha"], xp=tf.math)
         return losses.mle_loss(self.flow, x)
 
-    def score(self, step, train_loss):
+    def score(self, step: int, train_loss: float) -> float | None:
         if self.val is None:
             return None
         batches = self.settings["eval_batch_size"]
         return float(np.mean(evaluate.batched(self._log_prob, self.val, batches)))
 
-    def where(self, step):
+    def where(self, step: int) -> str:
         return f"epoch {step // self.steps_per_epoch}/{self.settings['max_epochs']}"
 
-    def record(self, step, train_loss, score):
+    def record(self, step: int, train_loss: float, score: float | None) -> dict:
         return {
             "step": step,
             "epoch": step // self.steps_per_epoch,
@@ -99,7 +117,7 @@ class MaximumLikelihood(Objective):
         }
 
 
-def _levels(train, pixel_space) -> np.ndarray:
+def _levels(train: ArrayLike, pixel_space: dict) -> np.ndarray:
     """The integer levels ``v = floor(p)`` of dequantized training pixels ``p = v + u``."""
     pixels = digits.to_pixel_space(np.asarray(train, dtype=np.float64), pixel_space)
     levels = np.floor(pixels)

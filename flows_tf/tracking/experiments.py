@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flows_tf.tracking import store
 from flows_tf.tracking.store import TrackingError, check_reachable
 from flows_tf.tracking.tags import SUMMARY_TAG, SUPERSEDED_TAG
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 __all__ = [
     "EXPERIMENT_KIND_TAG",
@@ -91,7 +96,7 @@ def experiment_id(name: str) -> str:
     return exp.experiment_id
 
 
-def runs_view_state(group_by=()) -> dict:
+def runs_view_state(group_by: Sequence[str] = ()) -> dict:
     """The runs-table state of a saved view: live job runs, the grid tags then the key metrics
     as columns, sorted by data set. Grouped on the ``group_by`` tags, a group's row shows the
     mean of its runs (the per-run standard errors are left out: their mean is not an SE)."""
@@ -124,7 +129,7 @@ def runs_view_url(exp_id: str, view: str = "flowbench-runs") -> str:
     return f"/experiments/{exp_id}/runs?viewStateShareKey={view}&workflowType=machine_learning"
 
 
-def _figure_links(client, exp_id: str) -> list[str]:
+def _figure_links(client: MlflowClient, exp_id: str) -> list[str]:
     """Markdown links to the figures of the experiment's summary run (none before it exists)."""
     found = client.search_runs([exp_id], f"tags.`{SUMMARY_TAG}` = 'true'", max_results=1)
     if not found:
@@ -156,7 +161,7 @@ def _note(exp_id: str, figures: list[str]) -> str:
     )
 
 
-def describe_experiment(exp_id: str, client=None) -> None:
+def describe_experiment(exp_id: str, client: MlflowClient | None = None) -> None:
     """Make the MLflow UI open ``exp_id`` as a model-training experiment, ready to compare.
 
     Sets ``mlflow.experimentKind`` to ``custom_model_development`` when missing, the saved

@@ -15,7 +15,7 @@ _BATCH = 500  # metrics per log_batch call (MLflow accepts up to 1000)
 _FLUSH_SECONDS = 10.0
 
 
-def flatten(obj, prefix: str = "") -> dict[str, str]:
+def flatten(obj: object, prefix: str = "") -> dict[str, str]:
     """Nested dicts to ``{"a.b": value}`` with values as strings (MLflow params).
 
     Example:
@@ -31,7 +31,7 @@ def flatten(obj, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -109,7 +109,7 @@ class RunLogger:
         self.flush()
         return sent
 
-    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """A file or a folder's files (nothing when ``path`` does not exist)."""
         path = Path(path)
         if path.is_dir():
@@ -134,7 +134,7 @@ class RunLogger:
             self.run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])]
         )
 
-    def log_model(self, checkpoint, spec_file) -> None:
+    def log_model(self, checkpoint: str | Path, spec_file: str | Path) -> None:
         """A saved flow (``checkpoint``: the folder :func:`flows_tf.modelio.save_flow` wrote;
         ``spec_file``: its spec as JSON) as an MLflow pyfunc at ``runs:/<run_id>/model``; see
         :class:`flows_tf.tracking.model.FlowModel`."""

@@ -10,11 +10,16 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from numpy.typing import ArrayLike
 
 from flows_tf.tracking.store import import_mlflow
+
+if TYPE_CHECKING:
+    from mlflow.models.signature import ModelSignature
 
 __all__ = ["FlowModel", "save_pyfunc"]
 
@@ -35,21 +40,23 @@ class FlowModel(PythonModel):
         >>> model.predict(x)  # log p(x), shape (N,)  # doctest: +SKIP
     """
 
-    def load_context(self, context):
+    def load_context(self, context: PythonModelContext) -> None:
         from flows_tf.modelio import load_flow
 
         self.spec = json.loads(Path(context.artifacts["spec"]).read_text())
         self.flow = load_flow(self.spec, Path(context.artifacts["checkpoint"]))
 
-    def log_prob(self, x):
+    def log_prob(self, x: ArrayLike) -> np.ndarray:
         """``log p(x)`` in nats, shape (N,), for x of shape (N, D)."""
         return self.flow.log_prob(np.asarray(x, dtype=np.float32)).numpy()
 
-    def sample(self, n: int, seed: int = 0):
+    def sample(self, n: int, seed: int = 0) -> np.ndarray:
         """``n`` samples, shape (n, D)."""
         return self.flow.sample(int(n), seed=int(seed)).numpy()
 
-    def predict(self, context, model_input: np.ndarray, params=None):
+    def predict(
+        self, context: PythonModelContext, model_input: np.ndarray, params: dict | None = None
+    ) -> np.ndarray:
         # an ndarray hint: MLflow validates nothing against it and uses the given signature
         params = params or {}
         if params.get("method") == "sample":
@@ -57,7 +64,7 @@ class FlowModel(PythonModel):
         return self.log_prob(model_input)
 
 
-def _signature(spec: dict):
+def _signature(spec: dict) -> ModelSignature:
     """Input: float32 rows (N, D); params select ``log_prob`` (default) or ``sample``."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
@@ -87,7 +94,7 @@ def _requirements() -> list[str]:
     return out
 
 
-def save_pyfunc(path, checkpoint, spec_file) -> Path:
+def save_pyfunc(path: str | Path, checkpoint: str | Path, spec_file: str | Path) -> Path:
     """Write the MLflow model folder ``path`` of the flow saved in ``checkpoint`` (its spec in
     the JSON file ``spec_file``), bundling the ``flows_tf`` code; returns ``path``."""
     mlflow = import_mlflow()

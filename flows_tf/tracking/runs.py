@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from flows_tf.tracking import store
 from flows_tf.tracking.experiments import experiment_id
@@ -20,17 +22,22 @@ from flows_tf.tracking.logger import RunLogger
 from flows_tf.tracking.store import TrackingError, check_reachable
 from flows_tf.tracking.tags import SUPERSEDED_TAG, provenance_tags
 
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from mlflow.tracking import MlflowClient
+
 __all__ = ["RUN_FILE", "active_runs", "job_run", "load_runs", "reopen_run"]
 
 RUN_FILE = "mlflow_run.json"
 
 
 @contextlib.contextmanager
-def _ending(run_id: str):
+def _ending(run_id: str) -> Iterator[None]:
     """End the run FINISHED on success, FAILED on exception or SIGTERM/SIGINT."""
     client = store.client()
 
-    def _raise(signum, _frame):
+    def _raise(signum: int, _frame: FrameType | None) -> NoReturn:
         raise SystemExit(128 + signum)
 
     previous = {}
@@ -51,7 +58,9 @@ def _ending(run_id: str):
 
 
 @contextlib.contextmanager
-def _logging_to(run_id: str, resumed: bool = False, tags: dict | None = None):
+def _logging_to(
+    run_id: str, resumed: bool = False, tags: dict | None = None
+) -> Iterator[RunLogger]:
     """A :class:`RunLogger` of ``run_id``, flushed and the run ended when the block exits."""
     logger = RunLogger(run_id, resumed=resumed)
     if tags:
@@ -106,14 +115,14 @@ def _start_new(model_dir: Path, identity: dict, tags: dict) -> str:
 def job_run(
     job_key: str,
     experiment: str,
-    model_dir,
+    model_dir: str | Path,
     *,
     config_hash: str,
     data_hash: str | None = None,
     rule: str | None = None,
     tags: dict | None = None,
     resume: bool = True,
-):
+) -> Iterator[RunLogger]:
     """Open the job's run (resumed or new), yield a :class:`RunLogger`, end it properly.
 
     Args:
@@ -153,7 +162,7 @@ def job_run(
 
 
 @contextlib.contextmanager
-def reopen_run(run_id: str, *, rule: str | None = None):
+def reopen_run(run_id: str, *, rule: str | None = None) -> Iterator[RunLogger]:
     """Reopen a finished run (e.g. to add evaluation metrics); ends it as :func:`job_run`."""
     check_reachable()
     store.client().update_run(run_id, status="RUNNING")
@@ -161,7 +170,7 @@ def reopen_run(run_id: str, *, rule: str | None = None):
         yield run
 
 
-def _supersede(client, exp_id: str, job_key: str, new_run_id: str) -> None:
+def _supersede(client: MlflowClient, exp_id: str, job_key: str, new_run_id: str) -> None:
     """Tag every other live run of ``job_key``; end any left RUNNING as FAILED."""
     for run in active_runs(exp_id, job_key=job_key, client=client):
         if run.info.run_id == new_run_id:
@@ -171,7 +180,9 @@ def _supersede(client, exp_id: str, job_key: str, new_run_id: str) -> None:
             client.set_terminated(run.info.run_id, "FAILED")
 
 
-def active_runs(exp_id: str, job_key: str | None = None, client=None) -> list:
+def active_runs(
+    exp_id: str, job_key: str | None = None, client: MlflowClient | None = None
+) -> list:
     """Runs of an experiment not superseded by a rerun (optionally of one job)."""
     client = client or store.client()
     filt = f"tags.job_key = '{job_key}'" if job_key else ""

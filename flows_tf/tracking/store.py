@@ -12,7 +12,13 @@ import fcntl
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 __all__ = [
     "TrackingError",
@@ -33,7 +39,7 @@ class TrackingError(RuntimeError):
     """The tracking store is unreachable or does not hold what the workflow expects."""
 
 
-def import_mlflow():
+def import_mlflow() -> ModuleType:
     """:mod:`mlflow`, with short HTTP retries and timeouts unless the environment sets them."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
@@ -70,7 +76,7 @@ def artifact_location(uri: str) -> str | None:
 
 
 @contextlib.contextmanager
-def store_lock(uri: str):
+def store_lock(uri: str) -> Iterator[None]:
     """An exclusive file lock beside an embedded SQLite store (no-op for a server).
 
     Several processes creating a brand-new store at once race on its schema migrations
@@ -90,7 +96,7 @@ def store_lock(uri: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def client():
+def client() -> MlflowClient:
     """One ``MlflowClient`` per tracking URI and process (a SQLite client checks the schema on
     creation, under :func:`store_lock`)."""
     uri = tracking_uri()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from flows_tf.tracking import store
 from flows_tf.tracking.experiments import describe_experiment, experiment_id
 from flows_tf.tracking.tags import SUMMARY_TAG, git_commit
@@ -9,7 +12,9 @@ from flows_tf.tracking.tags import SUMMARY_TAG, git_commit
 __all__ = ["log_summary_artifacts"]
 
 
-def log_summary_artifacts(paths, experiment: str, artifact_path: str = "figures") -> str:
+def log_summary_artifacts(
+    paths: Iterable[str | Path], experiment: str, artifact_path: str = "figures"
+) -> str:
     """Log tables and figures to the experiment's one summary run (made on first use).
 
     The run is tagged ``flowbench.summary`` so the MLflow UI shows the figures beside the job

@@ -11,9 +11,14 @@ The optimizer is ``tf_keras.optimizers.Adam``: TFP's ``AutoregressiveNetwork`` k
 masks through kernel constraints, which only a Keras optimizer that applies constraints honours.
 """
 
+from __future__ import annotations
+
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +30,11 @@ from flows_tf.train.settings import FREE_ON_RESUME, check_settings
 from flows_tf.train.state import Checkpoints, TrainState
 from flows_tf.train.stopping import Patience
 
+if TYPE_CHECKING:
+    from tensorflow_probability import distributions as tfd
+
+    from flows_tf.objectives import Objective
+
 __all__ = ["OBJECTIVES", "TrainResult", "TrainingDiverged", "fit", "set_seeds"]
 
 
@@ -33,7 +43,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class _Diverged(Exception):
-    def __init__(self, step, what, value):
+    def __init__(self, step: int, what: str, value: object):
         super().__init__(f"non-finite {what} ({value}) at step {step}")
 
 
@@ -73,19 +83,23 @@ def set_seeds(seed: int) -> None:
 class _ScaledSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
     """``lr_t = scale * base(t)``; ``scale`` is halved on each divergence retry."""
 
-    def __init__(self, base, scale):
+    def __init__(
+        self, base: float | tf_keras.optimizers.schedules.LearningRateSchedule, scale: tf.Variable
+    ):
         super().__init__()
         self.base, self.scale = base, scale
 
-    def __call__(self, step):
+    def __call__(self, step: tf.Tensor) -> tf.Tensor:
         base = self.base(step) if callable(self.base) else self.base
         return tf.cast(base, tf.float32) * self.scale
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {}
 
 
-def _optimizer(objective, settings, state, variables):
+def _optimizer(
+    objective: Objective, settings: dict, state: TrainState, variables: list[tf.Variable]
+) -> tf_keras.optimizers.Adam:
     optimizer = tf_keras.optimizers.Adam(
         learning_rate=_ScaledSchedule(objective.learning_rate(), state.lr_scale),
         weight_decay=float(settings["weight_decay"]) or None,
@@ -95,11 +109,17 @@ def _optimizer(objective, settings, state, variables):
     return optimizer
 
 
-def _block_step(objective, optimizer, variables, clip, jit):
+def _block_step(
+    objective: Objective,
+    optimizer: tf_keras.optimizers.Optimizer,
+    variables: list[tf.Variable],
+    clip: float | None,
+    jit: bool,
+) -> tf.types.experimental.PolymorphicFunction:
     """``run(*block) -> (losses, grad_norms)``: one compiled call, ``k`` optimizer steps."""
 
     @tf.function(input_signature=objective.signature, jit_compile=bool(jit))
-    def run(*block):
+    def run(*block) -> tuple[tf.Tensor, tf.Tensor]:
         k = tf.shape(block[0])[0]
         losses = tf.TensorArray(tf.float64, size=k)
         norms = tf.TensorArray(tf.float64, size=k)
@@ -121,12 +141,21 @@ def _block_step(objective, optimizer, variables, clip, jit):
 class _Run:
     """One attempt at training: the block loop between two checkpoints or to the end."""
 
-    def __init__(self, objective, state, checkpoints, stopping, progress, log, lr):
+    def __init__(
+        self,
+        objective: Objective,
+        state: TrainState,
+        checkpoints: Checkpoints,
+        stopping: Patience,
+        progress: Progress,
+        log: Callable[[int, dict], None],
+        lr: Callable[[], float],
+    ):
         self.o, self.state, self.ckpt, self.lr = objective, state, checkpoints, lr
         self.stopping, self.progress, self.log = stopping, progress, log
         self.history = []
 
-    def evaluate(self, step):
+    def evaluate(self, step: int) -> tuple[float, float | None]:
         train_loss = float(self.state.loss_sum.numpy()) / max(1, int(self.state.loss_count))
         score = self.o.score(step, train_loss)
         if score is not None and not math.isfinite(score):
@@ -144,7 +173,12 @@ class _Run:
             self.state.done.assign(True)
         return train_loss, score
 
-    def __call__(self, run_block, steps_per_call, checkpoint_every):
+    def __call__(
+        self,
+        run_block: Callable[..., tuple[tf.Tensor, tf.Tensor]],
+        steps_per_call: int,
+        checkpoint_every: int,
+    ) -> None:
         o, state = self.o, self.state
         while not bool(state.done.numpy()) and int(state.step.numpy()) < o.total_steps:
             step = int(state.step.numpy())
@@ -170,7 +204,17 @@ class _Run:
             )
 
 
-def fit(flow, job_objective, *, settings, workdir, seed, log=None, progress=None, **inputs):
+def fit(
+    flow: tfd.TransformedDistribution,
+    job_objective: str,
+    *,
+    settings: dict,
+    workdir: str | Path,
+    seed: int,
+    log: Callable[[int, dict], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+    **inputs,
+) -> TrainResult:
     """Train ``flow`` with one objective, resuming from ``workdir/checkpoints`` when present.
 
     Args:
@@ -220,7 +264,7 @@ def fit(flow, job_objective, *, settings, workdir, seed, log=None, progress=None
     stopping = Patience(state, variables, s["patience"], s["min_delta"])
     lines = Progress(say, job_objective, objective.total_steps, s["progress_seconds"], start_step)
 
-    def lr():
+    def lr() -> float:
         return float(optimizer.learning_rate.numpy())
 
     run = _Run(objective, state, ckpt, stopping, lines, log or (lambda step, metrics: None), lr)
@@ -234,12 +278,25 @@ def fit(flow, job_objective, *, settings, workdir, seed, log=None, progress=None
     final = float(state.final_loss.numpy())
     steps = int(state.step.numpy())
     lines.line(steps, final, where=objective.where(steps), elapsed=ckpt.elapsed(), final=True)
+    return _result(run, state, stopping, run_block, resumed, start_step)
+
+
+def _result(
+    run: _Run,
+    state: TrainState,
+    stopping: Patience,
+    run_block: tf.types.experimental.PolymorphicFunction,
+    resumed: bool,
+    start_step: int,
+) -> TrainResult:
+    """What :func:`fit` returns, read off the finished run's state."""
+    objective, steps = run.o, int(state.step.numpy())
     return TrainResult(
         steps=steps,
         epochs=steps // objective.steps_per_epoch if hasattr(objective, "steps_per_epoch") else 0,
         seconds=float(state.seconds.numpy()),
         best_score=float(state.best_score.numpy()) if stopping.has_best else math.nan,
-        final_loss=final,
+        final_loss=float(state.final_loss.numpy()),
         converged=bool(state.converged.numpy()),
         history=run.history,
         resumed=resumed,
@@ -253,7 +310,14 @@ def fit(flow, job_objective, *, settings, workdir, seed, log=None, progress=None
     )
 
 
-def _train_with_retries(run, run_block, ckpt, s, say, label):
+def _train_with_retries(
+    run: _Run,
+    run_block: Callable[..., tuple[tf.Tensor, tf.Tensor]],
+    ckpt: Checkpoints,
+    s: dict,
+    say: Callable[[str], None],
+    label: str,
+) -> None:
     """Run to the end; on divergence restore the last checkpoint and halve the learning rate."""
     retries = 0
     while True:

@@ -1,7 +1,10 @@
 """Human-readable progress lines of a training run, at most one per ``every`` seconds."""
 
+from __future__ import annotations
+
 import math
 import time
+from collections.abc import Callable
 
 __all__ = ["Progress", "hms"]
 
@@ -14,12 +17,29 @@ def hms(seconds: float) -> str:
 class Progress:
     """``[objective] step s/cap <where> loss l val v elapsed h:mm:ss eta h:mm:ss``."""
 
-    def __init__(self, say, label: str, total_steps: int, every: float, start_step: int):
+    def __init__(
+        self,
+        say: Callable[[str], None] | None,
+        label: str,
+        total_steps: int,
+        every: float,
+        start_step: int,
+    ):
         self.say = say or (lambda line: None)
         self.label, self.total, self.every = label, total_steps, every
         self.start_step, self.t0, self.last = start_step, time.perf_counter(), -math.inf
 
-    def line(self, step, loss, *, where="", val=None, elapsed=0.0, final=False, force=False):
+    def line(
+        self,
+        step: int,
+        loss: float,
+        *,
+        where: str = "",
+        val: float | None = None,
+        elapsed: float = 0.0,
+        final: bool = False,
+        force: bool = False,
+    ) -> None:
         now = time.perf_counter()
         if not (final or force) and now - self.last < self.every:
             return

@@ -1,5 +1,7 @@
 """Training settings: defaults, validation, and which settings a resumed run may change."""
 
+from __future__ import annotations
+
 import numpy as np
 
 __all__ = ["DEFAULT_SETTINGS", "FREE_ON_RESUME", "check_settings"]
@@ -39,7 +41,7 @@ _CHOICES = {"lr_schedule": ("constant", "cosine"), "on_nonfinite": ("fail", "ret
 _POSITIVE_INTS = ("batch_size", "max_epochs", "steps", "checkpoint_every", "steps_per_call")
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 

@@ -6,12 +6,20 @@ best weights); :class:`Checkpoints` writes it under ``workdir/checkpoints`` toge
 flow's variables and Adam's moments, and refuses to resume a run made with other settings.
 """
 
+from __future__ import annotations
+
 import json
 import pathlib
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tf_keras
+    from tensorflow_probability import distributions as tfd
 
 __all__ = ["Checkpoints", "TrainState", "restore_flow"]
 
@@ -19,10 +27,10 @@ __all__ = ["Checkpoints", "TrainState", "restore_flow"]
 class TrainState(tf.Module):
     """Counters, best-so-far score and weights of one run (all ``tf.Variable``, checkpointed)."""
 
-    def __init__(self, variables):
+    def __init__(self, variables: Sequence[tf.Variable]):
         super().__init__(name="train_state")
 
-        def var(value, dtype):
+        def var(value: object, dtype: tf.DType) -> tf.Variable:
             return tf.Variable(value, dtype=dtype, trainable=False)
 
         self.step = var(0, tf.int64)
@@ -39,11 +47,11 @@ class TrainState(tf.Module):
         self.history = var("[]", tf.string)
         self.best = [tf.Variable(v, trainable=False) for v in variables]
 
-    def keep_best(self, variables) -> None:
+    def keep_best(self, variables: Sequence[tf.Variable]) -> None:
         for best, v in zip(self.best, variables, strict=True):
             best.assign(v)
 
-    def restore_best(self, variables) -> None:
+    def restore_best(self, variables: Sequence[tf.Variable]) -> None:
         for best, v in zip(self.best, variables, strict=True):
             v.assign(best)
 
@@ -56,7 +64,14 @@ class Checkpoints:
     changed, so a stale checkpoint is never continued by mistake.
     """
 
-    def __init__(self, workdir, flow, optimizer, state: TrainState, run_key: dict):
+    def __init__(
+        self,
+        workdir: str | pathlib.Path,
+        flow: tfd.TransformedDistribution,
+        optimizer: tf_keras.optimizers.Optimizer,
+        state: TrainState,
+        run_key: dict,
+    ):
         self.dir = pathlib.Path(workdir) / "checkpoints"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state = state
@@ -116,7 +131,7 @@ class Checkpoints:
         return json.loads(self.state.history.numpy().decode())
 
 
-def restore_flow(flow, workdir) -> int:
+def restore_flow(flow: tfd.TransformedDistribution, workdir: str | pathlib.Path) -> int:
     """Load the weights of the latest checkpoint of a :func:`~flows_tf.train.fit` run.
 
     After a finished run these are the returned (best) weights. Returns the checkpoint's step.

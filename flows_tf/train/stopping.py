@@ -8,13 +8,29 @@ evaluations in a row without improvement the rule fires and the run has *converg
 of the best evaluation are kept and returned.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from flows_tf.train.state import TrainState
+
 __all__ = ["Patience"]
 
 
 class Patience:
     """Early stopping on a score kept in a :class:`~flows_tf.train.state.TrainState`."""
 
-    def __init__(self, state, variables, patience: int | None, min_delta: float = 0.0):
+    def __init__(
+        self,
+        state: TrainState,
+        variables: Sequence[tf.Variable],
+        patience: int | None,
+        min_delta: float = 0.0,
+    ):
         self.state, self.variables = state, variables
         self.patience, self.min_delta = patience, float(min_delta)
 
