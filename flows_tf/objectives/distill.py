@@ -67,17 +67,13 @@ class DistillPaired(Distill):
     }
 
     def __init__(
-        self,
-        flow: tfd.TransformedDistribution,
-        settings: dict,
-        seed: int,
-        *,
-        teacher: tfd.TransformedDistribution | None = None,
-        **_,
-    ):
-        super().__init__(flow, settings, seed, teacher=teacher)
+        self, flow: tfd.TransformedDistribution, settings: dict, seed: int, **inputs: object
+    ) -> None:
+        super().__init__(flow, settings, seed, **inputs)
         self.pretrain = int(settings["pretrain_steps"])
-        self.bank = distill_bank.build_teacher_pairs(teacher, int(settings["bank_size"]), seed=seed)
+        self.bank = distill_bank.build_teacher_pairs(
+            self.teacher, int(settings["bank_size"]), seed=seed
+        )
         self._draw = distill_bank.draw_pairs
 
     def _paired(self, step_seed: tf.Tensor) -> tf.Tensor:
