@@ -7,8 +7,9 @@ nothing else on the CPU (the workflow's ``time_models`` step claims all cores):
    two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its own
    samples;
 2. each function is called once untimed (trace and warm-up);
-3. ``repeats`` rounds call every function once, models in a fixed round-robin order, so that a
-   drift of machine load hits all models alike; a call ends when its result is on the host;
+3. ``repeats`` rounds time one call of every function, models in a fixed round-robin order, so
+   that a drift of machine load hits all models alike; each timed call follows an untimed one
+   of the same function (its weights back in cache) and ends when its result is on the host;
 4. per model, the median over rounds gives ``sample_seconds_per_1k`` and
    ``logprob_seconds_per_1k`` (seconds per 1,000 rows); a distilled student's
    ``sampling_speedup`` is the median over rounds of ``teacher seconds / student seconds``, both

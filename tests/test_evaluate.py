@@ -88,7 +88,7 @@ def test_student_metrics_of_a_flow_against_itself(small_hparams):
     assert metrics["sampling_speedup"] > 0
 
 
-def test_interleaved_times_warm_up_then_one_call_each_per_round():
+def test_interleaved_times_warm_up_then_a_cache_call_and_a_timed_call_each_per_round():
     calls = []
 
     def fn(name, seconds):
@@ -100,7 +100,7 @@ def test_interleaved_times_warm_up_then_one_call_each_per_round():
         return call
 
     times = evaluate.interleaved_times([fn("a", 0.0), fn("b", 0.02)], repeats=3)
-    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then round-robin
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warm-up, then round-robin
     assert times.shape == (2, 3) and np.all(times[1] >= 0.02) and np.all(times[0] < 0.02)
 
 
