@@ -337,27 +337,36 @@ def mode_metrics(x: ArrayLike, components: dict, x_teacher: ArrayLike | None = N
     return out
 
 
-def interleaved_times(fns: Sequence[Callable[[], object]], repeats: int) -> np.ndarray:
-    """Wall time of each of ``fns`` in each of ``repeats`` rounds, after one warm-up call each.
+def interleaved_times(
+    fns: Sequence[Callable[[], object]], repeats: int, burst_seconds: float = 0.05
+) -> np.ndarray:
+    """Seconds per call of each of ``fns`` in each of ``repeats`` rounds, after a warm-up.
 
-    The functions run interleaved (one timed call of each per round, in order) so that a change
-    of machine load affects all of them alike. Each timed call follows an untimed call of the
-    same function, so it runs with its own weights and buffers in cache, as a loop of calls
-    would: straight after a 138 ms IAF density pass on digits, a 5.5 ms MAF pass took 6.4 ms.
-    The clock stops once the result is on the host.
+    The functions run interleaved (one measurement of each per round, in order) so that a
+    change of machine load affects all of them alike. A measurement is one untimed call (the
+    function's weights back in cache) and then a timed burst of ``k`` calls, ``k`` chosen after
+    warm-up so that a burst lasts about ``burst_seconds`` (``k = 1`` for calls longer than
+    that): a call timed alone straight after another model's is slower than in a loop of calls
+    (a 5.5 ms MAF density pass on digits took 6.4 ms after a 138 ms IAF pass). The clock stops
+    once the result is on the host.
 
     Returns:
-        seconds, shape ``(len(fns), repeats)`` (take the median over axis 1).
+        seconds per call, shape ``(len(fns), repeats)`` (take the median over axis 1).
     """
+    calls = []
     for fn in fns:
         np.asarray(fn())  # warm-up: trace and first run
+        start = time.perf_counter()
+        np.asarray(fn())
+        calls.append(max(1, min(100, int(burst_seconds / (time.perf_counter() - start)))))
     times = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, record in zip(fns, times, strict=True):
-            np.asarray(fn())  # back in cache after the previous function's call
+        for fn, k, record in zip(fns, calls, times, strict=True):
+            np.asarray(fn())  # back in cache after the previous function's calls
             start = time.perf_counter()
-            np.asarray(fn())  # the result exists on the host before the clock stops
-            record.append(time.perf_counter() - start)
+            for _ in range(k):
+                np.asarray(fn())  # the result exists on the host before the next call
+            record.append((time.perf_counter() - start) / k)
     return np.array(times)  # (len(fns), repeats)
 
 

@@ -510,8 +510,8 @@ def table_note(table: pd.DataFrame, kind: str, conditions: dict | None = None) -
         text = (
             "Serial timing (results/timing): every model in one process, no other job of the "
             f"workflow running; median of {c.get('timing_repeats', '?')} interleaved rounds of "
-            f"{c.get('timing_batch_size', '?')} rows, compiled, warm-up excluded, each timed call "
-            "right after an untimed one of the same model; threads "
+            f"{c.get('timing_batch_size', '?')} rows, compiled, warm-up excluded, each measurement "
+            "an untimed call then a ~50 ms burst, per call; threads "
             f"intra/inter {threads.get('intra_op_threads', '?')}/"
             f"{threads.get('inter_op_threads', '?')}; load average before "
             f"{c.get('load_before', '?')}, after {c.get('load_after', '?')}. "

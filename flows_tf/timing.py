@@ -8,8 +8,10 @@ nothing else on the CPU (the workflow's ``time_models`` step claims all cores):
    samples;
 2. each function is called once untimed (trace and warm-up);
 3. ``repeats`` rounds time one call of every function, models in a fixed round-robin order, so
-   that a drift of machine load hits all models alike; each timed call follows an untimed one
-   of the same function (its weights back in cache) and ends when its result is on the host;
+   that a drift of machine load hits all models alike; each measurement is an untimed call and
+   then a timed burst of calls of about 50 ms (one call for longer ones), seconds per call, so
+   that a short call is not timed cold right after another model's
+   (:func:`flows_tf.evaluate.interleaved_times`);
 4. per model, the median over rounds gives ``sample_seconds_per_1k`` and
    ``logprob_seconds_per_1k`` (seconds per 1,000 rows); a distilled student's
    ``sampling_speedup`` is the median over rounds of ``teacher seconds / student seconds``, both

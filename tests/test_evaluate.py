@@ -88,20 +88,33 @@ def test_student_metrics_of_a_flow_against_itself(small_hparams):
     assert metrics["sampling_speedup"] > 0
 
 
+def _sleeper(calls, name, seconds):
+    def call():
+        calls.append(name)
+        time.sleep(seconds)
+        return np.zeros(1)
+
+    return call
+
+
 def test_interleaved_times_warm_up_then_a_cache_call_and_a_timed_call_each_per_round():
     calls = []
-
-    def fn(name, seconds):
-        def call():
-            calls.append(name)
-            time.sleep(seconds)
-            return np.zeros(1)
-
-        return call
-
-    times = evaluate.interleaved_times([fn("a", 0.0), fn("b", 0.02)], repeats=3)
-    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warm-up, then round-robin
+    fns = [_sleeper(calls, "a", 0.0), _sleeper(calls, "b", 0.02)]
+    times = evaluate.interleaved_times(fns, repeats=3, burst_seconds=0.0)
+    # warm-up and a sizing call each, then round-robin: one untimed call, one timed call
+    assert calls == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3
     assert times.shape == (2, 3) and np.all(times[1] >= 0.02) and np.all(times[0] < 0.02)
+
+
+def test_interleaved_times_times_short_calls_in_bursts_and_reports_seconds_per_call():
+    calls = []
+    fns = [_sleeper(calls, "short", 0.001), _sleeper(calls, "long", 0.06)]
+    times = evaluate.interleaved_times(fns, repeats=2, burst_seconds=0.05)
+    short, long = calls.count("short"), calls.count("long")
+    assert long == 2 + 2 * 2  # longer than a burst: one timed call per round
+    assert 2 + 2 * (1 + 3) <= short <= 2 + 2 * (1 + 50)  # bursts of 3 to 50 calls
+    assert np.all(times[0] >= 0.001) and np.all(times[0] < 0.01)  # per call, not per burst
+    assert np.all(times[1] >= 0.06)
 
 
 def test_compiled_sampler_is_repeatable_and_n_params():
