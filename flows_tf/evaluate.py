@@ -8,6 +8,7 @@ code with one trace per call site and returns plain Python floats / NumPy arrays
 flat metrics JSON. Non-finite results raise ``ValueError`` rather than reaching a table.
 """
 
+import gc
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -347,8 +348,9 @@ def interleaved_times(
     function's weights back in cache) and then a timed burst of ``k`` calls, ``k`` chosen after
     warm-up so that a burst lasts about ``burst_seconds`` (``k = 1`` for calls longer than
     that): a call timed alone straight after another model's is slower than in a loop of calls
-    (a 5.5 ms MAF density pass on digits took 6.4 ms after a 138 ms IAF pass). The clock stops
-    once the result is on the host.
+    (a 5.5 ms MAF density pass on digits took 6.4 ms after a 138 ms IAF pass). The garbage
+    collector is off while timing, as in :mod:`timeit`. The clock stops once the result is on
+    the host.
 
     Returns:
         seconds per call, shape ``(len(fns), repeats)`` (take the median over axis 1).
@@ -360,13 +362,19 @@ def interleaved_times(
         np.asarray(fn())
         calls.append(max(1, min(100, int(burst_seconds / (time.perf_counter() - start)))))
     times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, k, record in zip(fns, calls, times, strict=True):
-            np.asarray(fn())  # back in cache after the previous function's calls
-            start = time.perf_counter()
-            for _ in range(k):
-                np.asarray(fn())  # the result exists on the host before the next call
-            record.append((time.perf_counter() - start) / k)
+    collecting = gc.isenabled()
+    gc.disable()  # as timeit does: a collection of many models' objects is not a call's cost
+    try:
+        for _ in range(repeats):
+            for fn, k, record in zip(fns, calls, times, strict=True):
+                np.asarray(fn())  # back in cache after the previous function's calls
+                start = time.perf_counter()
+                for _ in range(k):
+                    np.asarray(fn())  # the result exists on the host before the next call
+                record.append((time.perf_counter() - start) / k)
+    finally:
+        if collecting:
+            gc.enable()
     return np.array(times)  # (len(fns), repeats)
 
 

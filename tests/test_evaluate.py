@@ -1,5 +1,6 @@
 """Evaluation metrics against closed forms: Gaussian flows whose densities are known exactly."""
 
+import gc
 import math
 import time
 
@@ -115,6 +116,7 @@ def test_interleaved_times_times_short_calls_in_bursts_and_reports_seconds_per_c
     assert 2 + 2 * (1 + 3) <= short <= 2 + 2 * (1 + 50)  # bursts of 3 to 50 calls
     assert np.all(times[0] >= 0.001) and np.all(times[0] < 0.01)  # per call, not per burst
     assert np.all(times[1] >= 0.06)
+    assert gc.isenabled()  # switched off while timing, back on afterwards
 
 
 def test_compiled_sampler_is_repeatable_and_n_params():
