@@ -134,29 +134,12 @@ def train_job(
     return summary
 
 
-def evaluate_job(
-    job: Job,
-    *,
-    data_dir: str | Path | None,
-    model_dir: str | Path,
-    metrics_path: str | Path,
-    threads: dict | None = None,
-    teacher_dir: str | Path | None = None,
-    rule: str = "evaluate",
-    evaluation: dict | None = None,
-) -> dict:
-    """Evaluate a trained job into its MLflow run: :func:`evaluate_model` (the metrics JSON and
-    per-example values), then :func:`mirror_evaluation`."""
-    metrics = evaluate_model(
-        job,
-        data_dir=data_dir,
-        model_dir=model_dir,
-        metrics_path=metrics_path,
-        threads=threads,
-        teacher_dir=teacher_dir,
-        evaluation=evaluation,
-    )
-    mirror_evaluation(metrics_path, rule=rule)
+def evaluate_job(job: Job, *, rule: str = "evaluate", **inputs: object) -> dict:
+    """Evaluate a trained job into its MLflow run: :func:`evaluate_model` (``inputs`` are its
+    keyword arguments; it writes the metrics JSON and per-example values), then
+    :func:`mirror_evaluation` under ``rule``."""
+    metrics = evaluate_model(job, **inputs)
+    mirror_evaluation(inputs["metrics_path"], rule=rule)
     say(f"{job.key}: test_loglik {metrics['test_loglik']}, kl_to_target {metrics['kl_to_target']}")
     return metrics
 
