@@ -14,6 +14,11 @@ and spline parameters give the identity; planar ``u = 0`` with ``m(0) = 0``; rad
 :func:`initialize` sets from a batch of data: untrained, every flow is the Gaussian baseline's
 fit and training starts from there. That layer's log-determinant is part of ``log_prob``.
 
+A builder is called as ``builder(d, dtype, **hparams)`` with ``d`` the event size D and
+``dtype`` the float dtype; every flow but the Gaussian takes ``data_affine``, the data-side
+layer that :func:`initialize` sets: ``"full"`` (default; mean and Cholesky factor), ``"diag"``
+(ActNorm) or ``"none"``. Each builder's docstring lists its other hyperparameters.
+
 Example:
     >>> x = np.random.randn(100, 2).astype("float32")
     >>> flow = build_flow("glow", [2], num_layers=2, hidden_units=[8, 8])
@@ -213,8 +218,6 @@ def gaussian(d: int, dtype: tf.DType, *, covariance: str = "full") -> tfb.Chain:
     every other flow, so each of them starts at this baseline.
 
     Args:
-      d: event size D.
-      dtype: float dtype.
       covariance: ``"full"`` (default) or ``"diag"``.
 
     References:
@@ -240,11 +243,7 @@ def planar(
     ``"none"``; the former ``u ~ N(0, 0.1^2)`` with the unshifted ``m`` scored -123.2.
 
     Args:
-      d: event size D.
-      dtype: float dtype.
       num_layers: K, number of planar maps (default 16).
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Danilo Jimenez Rezende and Shakir Mohamed. Variational Inference with Normalizing Flows.
@@ -274,11 +273,7 @@ def radial(
     (seed 0, model space): -65.6 nats with ``"full"``, -84.5 ``"diag"``, -174.9 ``"none"``.
 
     Args:
-      d: event size D.
-      dtype: float dtype.
       num_layers: K, number of radial maps (default 16).
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Danilo Jimenez Rezende and Shakir Mohamed. Variational Inference with Normalizing Flows.
@@ -314,11 +309,8 @@ def nice(
 
     Args:
       d: event size D >= 2.
-      dtype: float dtype.
       num_layers: number of coupling layers (default 4, as in the paper).
       hidden_units: ReLU hidden widths of each coupling network (default 5 x 1000).
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Laurent Dinh, David Krueger and Yoshua Bengio. NICE: Non-linear Independent Components
@@ -363,11 +355,8 @@ def realnvp(
 
     Args:
       d: event size D >= 2.
-      dtype: float dtype.
       num_layers: number of coupling layers (default 5, RealNVP (5) of the MAF paper).
       hidden_units: ReLU hidden widths of each coupling network (default 2 x 512).
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Laurent Dinh, Jascha Sohl-Dickstein and Samy Bengio. Density estimation using Real NVP.
@@ -435,12 +424,9 @@ def glow(
 
     Args:
       d: event size D (D >= 2; H*W*C for images).
-      dtype: float dtype.
       num_layers: number of steps K (default 8).
       hidden_units: hidden widths (dense units or conv channels; default 2 x 512).
       image_shape: None for vectors, or [H, W, C] (H, W even) for flattened images.
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Diederik P. Kingma and Prafulla Dhariwal. Glow: Generative Flow with Invertible 1x1
@@ -507,13 +493,9 @@ def maf(
     two seeds, -3.06 against -3.11).
 
     Args:
-      d: event size D.
-      dtype: float dtype.
       num_layers: number of MADE layers (default 5, MAF (5)).
       hidden_units: hidden widths of each MADE (default 2 x 512, as for tabular data).
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       George Papamakarios, Theo Pavlakou and Iain Murray. Masked Autoregressive Flow for
@@ -542,13 +524,9 @@ def iaf(
     Start: as MAF (zero MADE output layers, PyTorch-default hidden layers, full data affine).
 
     Args:
-      d: event size D.
-      dtype: float dtype.
       num_layers: number of layers (default 5).
       hidden_units: hidden widths of each MADE (default 2 x 512).
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever and Max
@@ -583,13 +561,10 @@ def nsf(
 
     Args:
       d: event size D >= 2.
-      dtype: float dtype.
       num_layers: number of coupling layers (default 10, as for tabular data in the paper).
       hidden_units: ReLU hidden widths (default 2 x 256).
       num_bins: spline bins K >= 2 (default 8).
       tail_bound: B (default 5: standardised toy data reach +-4; the paper uses 3).
-      data_affine: data-side affine layer set by :func:`initialize`: ``"full"`` (default;
-        mean and Cholesky factor), ``"diag"`` (ActNorm) or ``"none"``.
 
     References:
       Conor Durkan, Artur Bekasov, Iain Murray and George Papamakarios. Neural Spline Flows.

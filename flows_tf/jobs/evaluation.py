@@ -94,9 +94,8 @@ def _data_metrics(
     test: np.ndarray,
     meta: dict,
     ev: dict,
-    teacher_dir: str | Path | None,
 ) -> tuple[dict, np.ndarray]:
-    """Metrics of a maximum-likelihood or distilled flow on the test split, and per-example
+    """Metrics of a flow trained on data (or distilled) on the test split, and per-example
     test log-likelihoods."""
     import numpy as np
 
@@ -106,8 +105,6 @@ def _data_metrics(
     true = datasets.true_log_prob(job.dataset, test, **job.dataset_options)
     if true is not None:
         metrics["true_test_loglik"] = float(np.mean(true))
-    if job.teacher is not None:
-        metrics.update(_student_metrics(job, flow, test, meta, ev, teacher_dir))
     return metrics, per_example
 
 
@@ -128,7 +125,10 @@ def _measure(
         found = evaluate.vi_metrics(flow, target, n=int(ev["vi_samples"]), seed=job.seed)
         return found, np.zeros(0, np.float64)
     meta, data = record.load_splits(job, data_dir, ("test",))
-    return _data_metrics(job, flow, data["test"], meta, ev, teacher_dir)
+    metrics, per_example = _data_metrics(job, flow, data["test"], meta, ev)
+    if job.teacher is not None:
+        metrics.update(_student_metrics(job, flow, data["test"], meta, ev, teacher_dir))
+    return metrics, per_example
 
 
 def _header(

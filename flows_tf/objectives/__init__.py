@@ -14,29 +14,16 @@ Example:
     ('target',)
 """
 
+from flows_tf.objectives import losses
 from flows_tf.objectives.base import Objective, SampledObjective
 from flows_tf.objectives.distill import Distill, DistillPaired
-from flows_tf.objectives.losses import (
-    MAX_INVERSE_ROWS,
-    anchored_distillation_loss,
-    anneal_beta,
-    distillation_loss,
-    forward_kl_loss,
-    latent_regression_loss,
-    mass_covering_distillation_loss,
-    mle_loss,
-    paired_regression_loss,
-    reverse_kl_loss,
-    sample_and_log_prob,
-    teacher_latent_and_log_prob,
-)
+from flows_tf.objectives.losses import *  # noqa: F403 (its __all__, re-exported below)
 from flows_tf.objectives.mle import MaximumLikelihood
 from flows_tf.objectives.vi import ReverseKL
 
 OBJECTIVES = {cls.name: cls for cls in (MaximumLikelihood, ReverseKL, Distill, DistillPaired)}
 
 __all__ = [
-    "MAX_INVERSE_ROWS",
     "OBJECTIVES",
     "Distill",
     "DistillPaired",
@@ -44,15 +31,5 @@ __all__ = [
     "Objective",
     "ReverseKL",
     "SampledObjective",
-    "anchored_distillation_loss",
-    "anneal_beta",
-    "distillation_loss",
-    "forward_kl_loss",
-    "latent_regression_loss",
-    "mass_covering_distillation_loss",
-    "mle_loss",
-    "paired_regression_loss",
-    "reverse_kl_loss",
-    "sample_and_log_prob",
-    "teacher_latent_and_log_prob",
+    *losses.__all__,
 ]

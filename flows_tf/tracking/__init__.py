@@ -32,21 +32,8 @@ Example:
     ...     run.log_metrics({"train_loss": 1.2}, step=100)
 """
 
-from flows_tf.tracking.experiments import (
-    EXPERIMENT_KIND_TAG,
-    GRID_TAGS,
-    KEY_METRICS,
-    LIVE_JOB_RUNS,
-    NOTE_TAG,
-    RUNS_VIEWS,
-    TRAINING_KIND,
-    VIEW_TAG_PREFIX,
-    describe_experiment,
-    experiment_id,
-    init_experiment,
-    runs_view_state,
-    runs_view_url,
-)
+from flows_tf.tracking import experiments
+from flows_tf.tracking.experiments import *  # noqa: F403 (its __all__, re-exported below)
 from flows_tf.tracking.logger import RunLogger, flatten
 from flows_tf.tracking.runs import RUN_FILE, active_runs, job_run, load_runs, reopen_run
 from flows_tf.tracking.store import TrackingError, check_reachable, project_root, tracking_uri
@@ -54,33 +41,21 @@ from flows_tf.tracking.summary import log_summary_artifacts
 from flows_tf.tracking.tags import SUMMARY_TAG, SUPERSEDED_TAG, TAG_PREFIX, git_commit
 
 __all__ = [
-    "EXPERIMENT_KIND_TAG",
-    "GRID_TAGS",
-    "KEY_METRICS",
-    "LIVE_JOB_RUNS",
-    "NOTE_TAG",
-    "RUNS_VIEWS",
+    *experiments.__all__,
     "RUN_FILE",
     "SUMMARY_TAG",
     "SUPERSEDED_TAG",
     "TAG_PREFIX",
-    "TRAINING_KIND",
-    "VIEW_TAG_PREFIX",
     "RunLogger",
     "TrackingError",
     "active_runs",
     "check_reachable",
-    "describe_experiment",
-    "experiment_id",
     "flatten",
     "git_commit",
-    "init_experiment",
     "job_run",
     "load_runs",
     "log_summary_artifacts",
     "project_root",
     "reopen_run",
-    "runs_view_state",
-    "runs_view_url",
     "tracking_uri",
 ]
