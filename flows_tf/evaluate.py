@@ -346,11 +346,11 @@ def interleaved_times(
     The functions run interleaved (one measurement of each per round, in order) so that a
     change of machine load affects all of them alike. A measurement is one untimed call (the
     function's weights back in cache) and then a timed burst of ``k`` calls, ``k`` chosen after
-    warm-up so that a burst lasts about ``burst_seconds`` (``k = 1`` for calls longer than
-    that): a call timed alone straight after another model's is slower than in a loop of calls
-    (a 5.5 ms MAF density pass on digits took 6.4 ms after a 138 ms IAF pass). The garbage
-    collector is off while timing, as in :mod:`timeit`. The clock stops once the result is on
-    the host.
+    warm-up so that a burst lasts about ``burst_seconds`` (``1 <= k <= 100``; ``k = 1`` for
+    calls longer than that): a call timed alone straight after another model's is slower than
+    in a loop of calls (a 5.5 ms MAF density pass on digits took 6.4 ms after a 138 ms IAF
+    pass). The garbage collector is off while timing, as in :mod:`timeit`. The clock stops
+    once the result is on the host.
 
     Returns:
         seconds per call, shape ``(len(fns), repeats)`` (take the median over axis 1).

@@ -7,7 +7,7 @@ nothing else on the CPU (the workflow's ``time_models`` step claims all cores):
    two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its own
    samples;
 2. each function is called once untimed (trace and warm-up);
-3. ``repeats`` rounds time one call of every function, models in a fixed round-robin order, so
+3. ``repeats`` rounds measure every function once, models in a fixed round-robin order, so
    that a drift of machine load hits all models alike; each measurement is an untimed call and
    then a timed burst of calls of about 50 ms (one call for longer ones), seconds per call, so
    that a short call is not timed cold right after another model's
