@@ -508,8 +508,8 @@ def table_note(table: pd.DataFrame, kind: str, conditions: dict | None = None) -
         c = conditions or {}
         threads = c.get("threads", {})
         text = (
-            "Serial timing (results/timing): every model in one process, no other job of the "
-            f"workflow running; median of {c.get('timing_repeats', '?')} interleaved rounds of "
+            "Serial timing (results/timing): each data set's models in a fresh process, no "
+            "other job of the workflow running; median of {c.get('timing_repeats', '?')} interleaved rounds of "
             f"{c.get('timing_batch_size', '?')} rows, compiled, warm-up excluded, each measurement "
             "an untimed call then a ~50 ms burst, per call; threads "
             f"intra/inter {threads.get('intra_op_threads', '?')}/"

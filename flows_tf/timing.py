@@ -1,10 +1,14 @@
-"""Serial timing: every trained model in one process, sampling and log_prob, interleaved.
+"""Serial timing: each data set's models in a fresh process, sampling and log_prob, interleaved.
 
 The benchmark's timings are one measurement of their own, taken after every evaluation, with
-nothing else on the CPU (the workflow's ``time_models`` step claims all cores):
+nothing else on the CPU (the workflow's ``time_models`` step claims all cores). The data sets
+are timed one after another, each in a new Python process (``python -m flows_tf.timing``) that
+holds only that data set's models: with all 96 models of the default grid in one process, the
+D=2 models' MAF/IAF ratios came out 5-10 % below those of fresh processes (``benchmarks/
+TIMING_COMPARE.md``). A student and its teacher share a data set, hence a process. In each:
 
-1. every model of the grid is loaded (from the ``model_dir`` its metrics JSON names) and gets
-   two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its own
+1. every model of the data set is loaded (from the ``model_dir`` its metrics JSON names) and
+   gets two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its own
    samples;
 2. each function is called once untimed (trace and warm-up);
 3. ``repeats`` rounds measure every function once, models in a fixed round-robin order, so
@@ -17,8 +21,9 @@ nothing else on the CPU (the workflow's ``time_models`` step claims all cores):
    ``sampling_speedup`` is the median over rounds of ``teacher seconds / student seconds``, both
    from the same round.
 
-``os.getloadavg()`` before and after, the thread settings, ``n`` and ``repeats`` are written
-beside the table (:func:`conditions`). TensorFlow is imported only by :func:`time_models`.
+``os.getloadavg()`` before and after (overall and per data set, with each process's pid), the
+thread settings, ``n`` and ``repeats`` are written beside the table (:func:`conditions`).
+TensorFlow is imported only by :func:`conditions` and in the timing processes.
 
 Example:
     >>> threads = runtime.configure(2)  # doctest: +SKIP
@@ -32,6 +37,9 @@ import datetime
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -117,27 +125,89 @@ def time_models(
         metrics_files: metrics JSON paths, one per trained model.
         n: rows per timed call (samples drawn, densities evaluated).
         repeats: rounds (the median over them is reported).
-        threads: what :func:`flows_tf.runtime.configure` returned (recorded).
+        threads: what :func:`flows_tf.runtime.configure` returned; every timing process
+            configures the same thread pools.
 
     Returns:
         ``(rows, conditions)``: one dict per model (:data:`TIMING_COLUMNS`) and the measurement
-        conditions (:func:`conditions`).
+        conditions (:func:`conditions`), with ``per_dataset`` those of each process.
+
+    Raises:
+        TimingError: a metrics file or a model that cannot be read, or a timing process failed.
     """
     if n < 1 or repeats < 1:
         raise ValueError(f"time_models: n and repeats must be >= 1, got n={n}, repeats={repeats}")
+    records = read_records(metrics_files)
+    by_dataset: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        by_dataset.setdefault(record["dataset"], []).append(i)
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    seconds = np.empty((len(records), 2, repeats))
+    per_dataset = {}
+    for dataset, index in by_dataset.items():
+        result = _time_in_fresh_process([records[i] for i in index], n, repeats, threads)
+        seconds[index] = np.asarray(result.pop("seconds"))
+        per_dataset[dataset] = result
+        load = f"load {result['load_before']} -> {result['load_after']}"
+        print(f"timed {dataset}: {result['models']} models in {result['wall_seconds']:.1f} s "
+              f"(pid {result['pid']}, {load})", flush=True)  # fmt: skip
+    after = {"load_after": os.getloadavg(), "seconds": time.perf_counter() - start}
+    rows = timing_rows(records, seconds, n)
+    conds = conditions(threads, n, repeats, load_before, **after, models=len(rows))
+    return rows, {**conds, "per_dataset": per_dataset}
+
+
+def _time_in_fresh_process(records: list[dict], n: int, repeats: int, threads: dict) -> dict:
+    """Run :func:`_time_here` on ``records`` in a new Python process; its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="flowbench-timing-") as tmp:
+        request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        payload = {"records": records, "n": n, "repeats": repeats, "threads": threads}
+        request.write_text(json.dumps(payload))
+        command = [sys.executable, "-m", "flows_tf.timing", str(request), str(result)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not result.is_file():
+            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+            dataset = records[0]["dataset"]
+            raise TimingError(f"timing {dataset} failed (exit {done.returncode}):\n{tail}")
+        return json.loads(result.read_text())
+
+
+def _time_here(records: list[dict], n: int, repeats: int) -> dict:
+    """Load ``records`` into this process and time them; seconds ``(models, 2, repeats)``."""
     import tensorflow as tf
 
     from flows_tf import evaluate
 
     tf.get_logger().setLevel("ERROR")  # one tf.function per model is intended, not retracing
-    records = read_records(metrics_files)
     load_before = os.getloadavg()
     start = time.perf_counter()
     fns = [fn for record in records for fn in _load(record, n)]
     seconds = evaluate.interleaved_times(fns, repeats).reshape(len(records), 2, repeats)
-    after = {"load_after": os.getloadavg(), "seconds": time.perf_counter() - start}
-    rows = timing_rows(records, seconds, n)
-    return rows, conditions(threads, n, repeats, load_before, **after, models=len(rows))
+    return {
+        "seconds": seconds.tolist(),
+        "models": len(records),
+        "pid": os.getpid(),
+        "load_before": [round(v, 2) for v in load_before],
+        "load_after": [round(v, 2) for v in os.getloadavg()],
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _main(request_path: str, result_path: str) -> None:
+    """A timing process: configure the thread pools as asked, time, write the result JSON."""
+    from flows_tf import runtime
+
+    request = json.loads(Path(request_path).read_text())
+    threads = request["threads"]
+    runtime.configure(
+        int(threads["threads"]),
+        intra_op=threads.get("intra_op_threads"),
+        inter_op=threads.get("inter_op_threads"),
+    )
+    result = _time_here(request["records"], int(request["n"]), int(request["repeats"]))
+    Path(result_path).write_text(json.dumps(result))
+    runtime.exit_now()
 
 
 def timing_rows(records: list[dict], seconds: np.ndarray, n: int) -> list[dict]:
@@ -245,3 +315,7 @@ def run_timing(
     if mirror:
         mirror_to_mlflow(rows, conds)
     return frame
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:3])

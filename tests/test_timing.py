@@ -1,4 +1,4 @@
-"""Serial timing: every model in one process, round-robin rounds, medians, paired speed-ups."""
+"""Serial timing: a fresh process per data set, round-robin rounds, medians, paired speed-ups."""
 
 import json
 import os
@@ -125,6 +125,8 @@ def test_run_timing_writes_table_conditions_and_mlflow(trained):
     assert conditions["threads"] == threads and conditions["timing_batch_size"] == 64
     assert len(conditions["load_before"]) == 3 and len(conditions["load_after"]) == 3
     assert conditions["models"] == 2
+    assert conditions["per_dataset"]["moons"]["models"] == 2
+    assert conditions["per_dataset"]["moons"]["pid"] != os.getpid()  # timed in a fresh process
     run = tracking.load_runs([student["mlflow_run_id"]])[0]
     assert run["status"] == "FINISHED"
     assert run["metrics"]["sampling_speedup"] == pytest.approx(student["sampling_speedup"])
@@ -132,3 +134,36 @@ def test_run_timing_writes_table_conditions_and_mlflow(trained):
         student["sample_seconds_per_1k"]
     )
     assert run["tags"]["snakemake_rule_last"] == "time_models"
+
+
+def _as_dataset(path, dataset, tmp_path):
+    """A copy of a metrics file whose model belongs to ``dataset`` (same saved model)."""
+    record = json.loads(path.read_text())
+    old = record["dataset"]
+    record.update(dataset=dataset, job_key=record["job_key"].replace(old, dataset, 1))
+    out = tmp_path / f"{dataset}-{path.name}"
+    out.write_text(json.dumps(record))
+    return out
+
+
+def test_each_data_set_is_timed_in_a_process_of_its_own(trained, tmp_path):
+    files = [*trained["files"], *(_as_dataset(f, "moons2", tmp_path) for f in trained["files"])]
+    threads = {"threads": 2, "intra_op_threads": 1, "inter_op_threads": 2}
+    rows, conditions = timing.time_models(files, n=32, repeats=1, threads=threads)
+    pids = {d: c["pid"] for d, c in conditions["per_dataset"].items()}
+    assert set(pids) == {"moons", "moons2"} and len({*pids.values(), os.getpid()}) == 3
+    assert [r["dataset"] for r in rows] == ["moons", "moons", "moons2", "moons2"]
+    students = [r for r in rows if r["flow"] == experiment.STUDENT]
+    assert [s["teacher_job_key"] for s in students] == [
+        "moons/maf/seed0/mle",
+        "moons2/maf/seed0/mle",
+    ]
+    assert all(s["sampling_speedup"] > 0 for s in students)
+
+
+def test_a_failing_timing_process_names_its_data_set(tmp_path):
+    record = _record("moons", "maf", 0, model_dir=str(tmp_path / "no-such-model"))
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(timing.TimingError, match=r"timing moons failed \(exit 1\)"):
+        timing.time_models([path], n=8, repeats=1, threads={"threads": 1})

@@ -1,4 +1,5 @@
-"""Snakemake script: time every trained model serially in one process (flows_tf.timing)."""
+"""Snakemake script: time every trained model serially, a fresh process per data set
+(flows_tf.timing)."""
 
 import os
 
