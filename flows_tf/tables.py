@@ -509,7 +509,8 @@ def table_note(table: pd.DataFrame, kind: str, conditions: dict | None = None) -
         threads = c.get("threads", {})
         text = (
             "Serial timing (results/timing): each data set's models in a fresh process, no "
-            "other job of the workflow running; median of {c.get('timing_repeats', '?')} interleaved rounds of "
+            "other job of the workflow running; "
+            f"median of {c.get('timing_repeats', '?')} interleaved rounds of "
             f"{c.get('timing_batch_size', '?')} rows, compiled, warm-up excluded, each measurement "
             "an untimed call then a ~50 ms burst, per call; threads "
             f"intra/inter {threads.get('intra_op_threads', '?')}/"
