@@ -338,29 +338,42 @@ def mode_metrics(x: ArrayLike, components: dict, x_teacher: ArrayLike | None = N
     return out
 
 
+def _warm_up(fn: Callable[[], object], seconds: float, max_calls: int = 300) -> float:
+    """Trace ``fn`` (one call), then call it for about ``seconds`` (at least once, at most
+    ``max_calls`` times); the mean seconds per call of the latter calls."""
+    np.asarray(fn())
+    calls, start = 0, time.perf_counter()
+    while True:
+        np.asarray(fn())
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds or calls >= max_calls:
+            return elapsed / calls
+
+
 def interleaved_times(
-    fns: Sequence[Callable[[], object]], repeats: int, burst_seconds: float = 0.05
+    fns: Sequence[Callable[[], object]],
+    repeats: int,
+    burst_seconds: float = 0.05,
+    warmup_seconds: float = 0.2,
 ) -> np.ndarray:
     """Seconds per call of each of ``fns`` in each of ``repeats`` rounds, after a warm-up.
 
-    The functions run interleaved (one measurement of each per round, in order) so that a
-    change of machine load affects all of them alike. A measurement is one untimed call (the
-    function's weights back in cache) and then a timed burst of ``k`` calls, ``k`` chosen after
-    warm-up so that a burst lasts about ``burst_seconds`` (``1 <= k <= 100``; ``k = 1`` for
-    calls longer than that): a call timed alone straight after another model's is slower than
-    in a loop of calls (a 5.5 ms MAF density pass on digits took 6.4 ms after a 138 ms IAF
-    pass). The garbage collector is off while timing, as in :mod:`timeit`. The clock stops
-    once the result is on the host.
+    Warm-up: each function is traced, then called for about ``warmup_seconds`` (at most 300
+    calls): a compiled IAF sampler at D=2 took 1.2-1.4 ms per call in its first ~250 calls and
+    0.95 ms after, which biased a 5-round median. The functions then run interleaved (one
+    measurement of each per round, in order) so that a change of machine load affects all of
+    them alike. A measurement is one untimed call (the function's weights back in cache) and
+    then a timed burst of ``k`` calls, ``k`` chosen from the warm-up so that a burst lasts about
+    ``burst_seconds`` (``1 <= k <= 100``; ``k = 1`` for calls longer than that): a call timed
+    alone straight after another model's is slower than in a loop of calls (a 5.5 ms MAF density
+    pass on digits took 6.4 ms after a 138 ms IAF pass). The garbage collector is off while
+    timing, as in :mod:`timeit`. The clock stops once the result is on the host.
 
     Returns:
         seconds per call, shape ``(len(fns), repeats)`` (take the median over axis 1).
     """
-    calls = []
-    for fn in fns:
-        np.asarray(fn())  # warm-up: trace and first run
-        start = time.perf_counter()
-        np.asarray(fn())
-        calls.append(max(1, min(100, int(burst_seconds / (time.perf_counter() - start)))))
+    calls = [max(1, min(100, int(burst_seconds / _warm_up(fn, warmup_seconds)))) for fn in fns]
     times = [[] for _ in fns]
     collecting = gc.isenabled()
     gc.disable()  # as timeit does: a collection of many models' objects is not a call's cost

@@ -3,14 +3,14 @@
 The benchmark's timings are one measurement of their own, taken after every evaluation, with
 nothing else on the CPU (the workflow's ``time_models`` step claims all cores). The data sets
 are timed one after another, each in a new Python process (``python -m flows_tf.timing``) that
-holds only that data set's models: with all 96 models of the default grid in one process, the
-D=2 models' MAF/IAF ratios came out 5-10 % below those of fresh processes (``benchmarks/
-TIMING_COMPARE.md``). A student and its teacher share a data set, hence a process. In each:
+holds only that data set's models, so that a data set's timings do not depend on which other
+data sets the grid holds. A student and its teacher share a data set, hence a process. In each:
 
 1. every model of the data set is loaded (from the ``model_dir`` its metrics JSON names) and
-   gets two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its own
-   samples;
-2. each function is called once untimed (trace and warm-up);
+   gets two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its
+   own samples;
+2. each function is traced and then called for about 0.2 s untimed (warm-up; see
+   :func:`flows_tf.evaluate.interleaved_times`);
 3. ``repeats`` rounds measure every function once, models in a fixed round-robin order, so
    that a drift of machine load hits all models alike; each measurement is an untimed call and
    then a timed burst of calls of about 50 ms (one call for longer ones), seconds per call, so

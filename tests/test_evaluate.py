@@ -101,8 +101,8 @@ def _sleeper(calls, name, seconds):
 def test_interleaved_times_warm_up_then_a_cache_call_and_a_timed_call_each_per_round():
     calls = []
     fns = [_sleeper(calls, "a", 0.0), _sleeper(calls, "b", 0.02)]
-    times = evaluate.interleaved_times(fns, repeats=3, burst_seconds=0.0)
-    # warm-up and a sizing call each, then round-robin: one untimed call, one timed call
+    times = evaluate.interleaved_times(fns, repeats=3, burst_seconds=0.0, warmup_seconds=0.0)
+    # trace and one warm-up call each, then round-robin: one untimed call, one timed call
     assert calls == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3
     assert times.shape == (2, 3) and np.all(times[1] >= 0.02) and np.all(times[0] < 0.02)
 
@@ -110,10 +110,12 @@ def test_interleaved_times_warm_up_then_a_cache_call_and_a_timed_call_each_per_r
 def test_interleaved_times_times_short_calls_in_bursts_and_reports_seconds_per_call():
     calls = []
     fns = [_sleeper(calls, "short", 0.001), _sleeper(calls, "long", 0.06)]
-    times = evaluate.interleaved_times(fns, repeats=2, burst_seconds=0.05)
+    times = evaluate.interleaved_times(fns, repeats=2, burst_seconds=0.05, warmup_seconds=0.02)
     short, long = calls.count("short"), calls.count("long")
-    assert long == 2 + 2 * 2  # longer than a burst: one timed call per round
-    assert 2 + 2 * (1 + 3) <= short <= 2 + 2 * (1 + 50)  # bursts of 3 to 50 calls
+    warm_short = calls.index("long")  # the short function warms up first, for about 20 ms
+    assert 2 <= warm_short <= 1 + 20
+    assert long == 2 + 2 * 2  # warm-up longer than 20 ms: trace + one call; one per round
+    assert warm_short + 2 * (1 + 3) <= short <= warm_short + 2 * (1 + 50)  # bursts of 3-50
     assert np.all(times[0] >= 0.001) and np.all(times[0] < 0.01)  # per call, not per burst
     assert np.all(times[1] >= 0.06)
     assert gc.isenabled()  # switched off while timing, back on afterwards
