@@ -158,8 +158,6 @@ def student_metrics(
     teacher: tfd.TransformedDistribution,
     n: int = 10000,
     seed: int = 0,
-    timing_n: int = 1000,
-    repeats: int = 5,
     *,
     test: ArrayLike | None = None,
     components: dict | None = None,
@@ -174,9 +172,9 @@ def student_metrics(
     - with ``components`` (a mixture's ``means``, ``scales``, ``weights``): :func:`mode_metrics`
       of the same ``n`` student samples against the weights and against the teacher's ``n``
       samples (a teacher's own deviation is what a faithful student inherits).
-    - ``sampling_speedup``: the median over rounds of ``teacher seconds / student seconds`` for
-      one batch of ``timing_n`` samples each, timed back to back (compiled, after a warm-up) in
-      this process, so that changes of machine load cancel out.
+
+    The sampling speed-up is a timing, taken by the serial ``time_models`` step
+    (:mod:`flows_tf.timing`) with nothing else on the CPU, not here.
 
     Example:
         >>> student_metrics(iaf, maf, test=x_test)["forward_kl_to_teacher"]  # doctest: +SKIP
@@ -198,10 +196,6 @@ def student_metrics(
         out.update(loglik_against_teacher(student, teacher, test))
     if components is not None:
         out.update(mode_metrics(x, components, x_teacher=x_teacher))
-    times = _round_times([_sampler(student, timing_n), _sampler(teacher, timing_n)], repeats)
-    t_student, t_teacher = np.median(times, axis=1)
-    out["sampling_speedup"] = float(np.median(times[1] / times[0]))
-    out["teacher_sample_seconds_per_1k"] = float(t_teacher) * 1000 / timing_n
     return out
 
 
@@ -397,9 +391,6 @@ def compiled_sampler(
     """``flow.sample(n)`` with a fixed stateless seed, as a ``tf.function`` without arguments."""
     seed = [int(s) for s in seed]
     return tf.function(lambda: flow.sample(n, seed=seed))
-
-
-_round_times, _sampler = interleaved_times, compiled_sampler  # the names student_metrics uses
 
 
 def n_params(flow: tf.Module) -> int:

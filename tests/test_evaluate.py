@@ -84,9 +84,10 @@ def test_vi_metrics_exact_and_mismatched():
 def test_student_metrics_of_a_flow_against_itself(small_hparams):
     train.set_seeds(0)
     teacher = build_flow("maf", [2], dtype=tf.float64, **small_hparams["maf"])
-    metrics = evaluate.student_metrics(teacher, teacher, n=500, timing_n=200, repeats=2)
+    metrics = evaluate.student_metrics(teacher, teacher, n=500)
     assert metrics["kl_to_teacher"] == pytest.approx(0.0, abs=1e-9)
-    assert metrics["sampling_speedup"] > 0
+    assert metrics["forward_kl_to_teacher"] == pytest.approx(0.0, abs=1e-9)
+    assert "sampling_speedup" not in metrics  # a timing: the serial time_models step's
 
 
 def _sleeper(calls, name, seconds):

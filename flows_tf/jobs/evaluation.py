@@ -25,8 +25,6 @@ EVALUATION_DEFAULTS = {
     "timing_repeats": 5,
     "grid_n": 200,  # density_grid.npz resolution (2-D flows)
 }
-# under-load timing of student_metrics: the serial time_models step measures these instead
-_NOT_FROM_EVALUATION = ("sampling_speedup", "teacher_sample_seconds_per_1k")
 
 
 def _reported_loglik(
@@ -73,16 +71,13 @@ def _student_metrics(
     from flows_tf import evaluate
 
     teacher = record.load_teacher(teacher_dir)
-    diagnostics = evaluate.student_metrics(  # its timing is dropped: one round suffices
+    out = evaluate.student_metrics(
         flow,
         teacher,
         n=int(ev["vi_samples"]),
         seed=job.seed,
-        timing_n=int(ev["timing_n"]),
-        repeats=1,
         components=_mixture_components(job.dataset),
     )
-    out = {k: v for k, v in diagnostics.items() if k not in _NOT_FROM_EVALUATION}
     teacher_ll = _reported_loglik(teacher, test, meta, int(ev["batch_size"]))[0]
     out["teacher_test_loglik"] = teacher_ll["test_loglik"]
     return out
