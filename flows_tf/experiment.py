@@ -104,11 +104,15 @@ def stable_hash(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def flow_variant(config: dict, flow: str) -> tuple[str, dict]:
-    """The builder name and hyperparameters of a flow variant named in the config."""
+def flow_variant(config: dict, flow: str, dataset: str | None = None) -> tuple[str, dict]:
+    """The builder name and hyperparameters of a flow variant named in the config; with
+    ``dataset``, the variant's ``by_dataset`` entry for it replaces some of them."""
     options = dict(config.get("flows", {}).get(flow) or {})
     options.pop("training", None)
+    by_dataset = options.pop("by_dataset", None) or {}
     builder = options.pop("flow", flow)
+    if dataset is not None:
+        options.update(by_dataset.get(dataset) or {})
     return builder, options
 
 
@@ -147,7 +151,7 @@ def make_job(config: dict, dataset: str, flow: str, seed: int) -> Job:
     if flow == STUDENT:
         section = config["distill"]
         teacher = section.get("teacher", "maf")
-        builder, hparams = flow_variant(config, section.get("student", "iaf"))
+        builder, hparams = flow_variant(config, section.get("student", "iaf"), dataset)
         return Job(
             dataset,
             flow,
@@ -161,7 +165,7 @@ def make_job(config: dict, dataset: str, flow: str, seed: int) -> Job:
             section.get("method", "distill"),
         )
     objective = "vi" if dataset in (config.get("vi") or {}).get("datasets", []) else "mle"
-    builder, hparams = flow_variant(config, flow)
+    builder, hparams = flow_variant(config, flow, dataset)
     training = training_settings(config, objective, dataset, flow)
     return Job(dataset, flow, seed, objective, builder, hparams, training, dataset_options)
 
@@ -333,6 +337,7 @@ def _flow_variant_problems(config: dict) -> list[str]:
             continue
         builder = options.pop("flow", variant)
         options.pop("training", None)  # the variant's own training settings (schema-checked)
+        by_dataset = options.pop("by_dataset", None) or {}
         if builder not in FLOW_HPARAMS:
             where = f"{key}.flow" if "flow" in (config["flows"][variant] or {}) else key
             problems.append(
@@ -342,6 +347,12 @@ def _flow_variant_problems(config: dict) -> list[str]:
             continue
         for hparam, value in options.items():
             problems += _hparam_problems(f"{key}.{hparam}", builder, hparam, value)
+        for dataset, entry in by_dataset.items():
+            where = f"{key}.by_dataset.{dataset}"
+            if dataset not in DATASETS and dataset not in (config.get("datasets") or {}):
+                problems.append(_unknown(where, "data set", dataset, DATASETS))
+            for hparam, value in (entry or {}).items():
+                problems += _hparam_problems(f"{where}.{hparam}", builder, hparam, value)
     return problems
 
 

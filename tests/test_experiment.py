@@ -113,16 +113,17 @@ def test_importing_experiment_does_not_import_tensorflow():
 
 
 def _flow_properties():
-    return SCHEMA["properties"]["flows"]["additionalProperties"]["properties"]
+    return SCHEMA["$defs"]["hparams"]["properties"]
 
 
 def test_schema_admits_exactly_the_builders_and_their_keyword_arguments():
     from flows_tf import FLOWS
 
-    props = _flow_properties()
-    assert sorted(props["flow"]["enum"]) == sorted(FLOWS)
+    variant = SCHEMA["properties"]["flows"]["additionalProperties"]
+    assert sorted(variant["properties"]["flow"]["enum"]) == sorted(FLOWS)
+    assert set(variant["properties"]) == {"flow", "training", "by_dataset"}
     hparams = {h for accepted in vocabulary.FLOW_HPARAMS.values() for h in accepted}
-    assert set(props) - {"flow", "training"} == hparams  # training: the variant's own settings
+    assert set(_flow_properties()) == hparams
 
 
 def test_schema_choices_are_the_builders_choices():
@@ -194,6 +195,16 @@ def test_tiny_config_passes():
         (
             lambda c: c["flows"]["maf"].update(order="revers"),
             "flows.maf.order: 'revers' is not accepted; did you mean 'reverse'?",
+        ),
+        (
+            lambda c: c["flows"]["maf"].update(by_dataset={"eight_gausians": {"num_layers": 2}}),
+            "flows.maf.by_dataset.eight_gausians: unknown data set 'eight_gausians'; "
+            "did you mean 'eight_gaussians'?",
+        ),
+        (
+            lambda c: c["flows"]["planar"].update(by_dataset={"digits": {"num_bins": 4}}),
+            "flows.planar.by_dataset.digits.num_bins: the planar builder takes no hyperparameter "
+            "'num_bins'; accepted: num_layers",
         ),
         (
             lambda c: c["flows"].update(mafx={}),
@@ -302,3 +313,29 @@ def test_training_settings_merge_section_dataset_and_flow():
     job = experiment.make_job(config, config["mle"]["datasets"][0], flow, 0)
     assert job.training == {"max_epochs": 20, "eval_every": 5}
     assert "training" not in job.hparams
+
+
+def test_hyperparameters_by_dataset_replace_the_variants_for_that_dataset_only():
+    import jsonschema
+
+    config = copy.deepcopy(TINY)
+    config["mle"]["datasets"].append("digits")
+    config["flows"]["maf"] = {
+        "num_layers": 5,
+        "hidden_units": [64, 64],
+        "by_dataset": {"eight_gaussians": {"num_layers": 10}},
+    }
+    experiment.check_config(config)
+    jsonschema.validate(config, SCHEMA)
+    eight = experiment.make_job(config, "eight_gaussians", "maf", 0)
+    digits = experiment.make_job(config, "digits", "maf", 0)
+    assert eight.hparams == {"num_layers": 10, "hidden_units": [64, 64]}
+    assert digits.hparams == {"num_layers": 5, "hidden_units": [64, 64]}
+    student = experiment.make_job(config, "eight_gaussians", experiment.STUDENT, 0)
+    assert student.hparams == {"num_layers": 1, "hidden_units": [4]}  # the iaf variant's
+    config["flows"]["maf"]["by_dataset"]["digits"] = {"num_layers": "5"}
+    with pytest.raises(jsonschema.ValidationError, match="'5' is not of type 'integer'"):
+        jsonschema.validate(config, SCHEMA)
+    config["flows"]["maf"]["by_dataset"]["digits"] = {"num_layer": 5}
+    with pytest.raises(jsonschema.ValidationError, match="num_layer"):
+        jsonschema.validate(config, SCHEMA)

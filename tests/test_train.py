@@ -122,6 +122,42 @@ def test_mle_early_stopping_restores_best_weights_and_traces_once(tmp_path):
         )
 
 
+def test_plateau_cuts_the_learning_rate_and_restores_the_best_weights_before_stopping():
+    from flows_tf.train.state import TrainState
+    from flows_tf.train.stopping import Patience
+
+    w = tf.Variable([0.0])
+    state = TrainState([w])
+    rule = Patience(state, [w], patience=2, lr_decays=2, lr_decay_factor=0.1)
+    scores = [1.0, 0.5, 0.5, 0.7, 0.6, 0.6, 0.9]  # 2 bad, cut; 2 bad, cut; 2 bad, stop
+    stops = []
+    for j, score in enumerate(scores):
+        w.assign([float(j)])  # the weights after evaluation j
+        stops.append(rule.update(score))
+    assert stops == [False] * 6 + [True]
+    assert int(state.lr_decays.numpy()) == 2
+    assert float(state.lr_scale.numpy()) == pytest.approx(0.01)
+    assert float(w.numpy()[0]) == 6.0  # no cut after the last evaluation: weights as trained
+    state.restore_best([w])
+    assert float(w.numpy()[0]) == 0.0  # evaluation 0 scored best
+    # a cut puts the best weights back before training goes on
+    w2 = tf.Variable([0.0])
+    state2 = TrainState([w2])
+    rule2 = Patience(state2, [w2], patience=1, lr_decays=1)
+    for j, score in enumerate([2.0, 1.0]):
+        w2.assign([float(j + 10)])
+        assert not rule2.update(score)
+    assert float(w2.numpy()[0]) == 10.0 and float(state2.lr_scale.numpy()) == pytest.approx(0.2)
+
+
+def test_lr_decay_settings_are_checked(tmp_path, small_hparams):
+    flow = build_flow("maf", [2], **small_hparams["maf"])
+    x = _correlated(64, 2, 0)
+    for bad, match in (({"lr_decays": -1}, "lr_decays"), ({"lr_decay_factor": 1.0}, "(0, 1)")):
+        with pytest.raises(ValueError, match=re.escape(match)):
+            train.fit(flow, "mle", train=x, settings=bad, workdir=tmp_path, seed=0)
+
+
 def _strictly_upper_zero_after_order(jac):
     """True when the off-diagonal dependency graph of ``jac`` has no cycle (autoregressive)."""
     dep = (np.abs(jac) > 0).astype(int)

@@ -261,7 +261,9 @@ def fit(
     say = progress or (lambda line: None)
     if resumed:
         say(f"[{job_objective}] resuming from step {start_step}")
-    stopping = Patience(state, variables, s["patience"], s["min_delta"])
+    stopping = Patience(
+        state, variables, s["patience"], s["min_delta"], s["lr_decays"], s["lr_decay_factor"]
+    )
     lines = Progress(say, job_objective, objective.total_steps, s["progress_seconds"], start_step)
 
     def lr() -> float:

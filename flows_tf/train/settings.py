@@ -13,6 +13,8 @@ DEFAULT_SETTINGS = {
     "steps": 1000,  # vi, distill: the step cap
     "patience": 10,  # evaluations without improvement before stopping; None: never stop
     "min_delta": 0.0,  # nats an evaluation must improve on the best to count as better
+    "lr_decays": 0,  # plateau cuts of the learning rate before patience stops the run
+    "lr_decay_factor": 0.2,  # each cut multiplies the learning rate by this
     "eval_every": None,  # steps between evaluations; None: one epoch (mle) or 100 steps
     "weight_decay": 0.0,  # decoupled (AdamW-style), 0: off
     "lr_schedule": "constant",  # or "cosine" (to 0 at the step cap)
@@ -58,7 +60,7 @@ def check_settings(settings: dict, extra: dict | None = None) -> dict:
     for key in _POSITIVE_INTS:
         if not _is_int(s[key]) or s[key] < 1:
             raise ValueError(f"training setting {key!r} must be a positive integer, got {s[key]!r}")
-    for key in ("max_retries", "anneal_steps"):
+    for key in ("max_retries", "anneal_steps", "lr_decays"):
         if not _is_int(s[key]) or s[key] < 0:
             raise ValueError(f"training setting {key!r} must be an integer >= 0, got {s[key]!r}")
     for key in ("patience", "eval_every"):
@@ -70,6 +72,10 @@ def check_settings(settings: dict, extra: dict | None = None) -> dict:
     for key in ("weight_decay", "min_delta"):
         if not s[key] >= 0:
             raise ValueError(f"training setting {key!r} must be >= 0, got {s[key]!r}")
+    if not 0 < s["lr_decay_factor"] < 1:
+        raise ValueError(
+            f"training setting 'lr_decay_factor' must lie in (0, 1), got {s['lr_decay_factor']!r}"
+        )
     for key, options in _CHOICES.items():
         if s[key] not in options:
             raise ValueError(f"training setting {key!r} must be one of {options}, got {s[key]!r}")

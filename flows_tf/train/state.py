@@ -1,7 +1,7 @@
 """Where a training run stands, saved with the flow and the optimizer so a killed run resumes.
 
 Everything that defines the run's position lives in :class:`TrainState` (step, best score,
-patience counter, learning-rate scale, loss accumulated since the last evaluation, history,
+patience counter, learning-rate scale and cuts, loss accumulated since the last evaluation, history,
 best weights); :class:`Checkpoints` writes it under ``workdir/checkpoints`` together with the
 flow's variables and Adam's moments, and refuses to resume a run made with other settings.
 """
@@ -40,6 +40,7 @@ class TrainState(tf.Module):
         self.bad_evals = var(0, tf.int64)
         self.final_loss = var(np.nan, tf.float64)
         self.lr_scale = var(1.0, tf.float32)
+        self.lr_decays = var(0, tf.int64)  # plateau cuts of the learning rate so far
         self.retries = var(0, tf.int64)
         self.seconds = var(0.0, tf.float64)
         self.done = var(False, tf.bool)
