@@ -1,0 +1,242 @@
+"""Our MAF against zuko's MAF (PyTorch), trained the same way on the same splits.
+
+For each data set and seed, both libraries train the model the default config
+(``config/config.yaml``) gives ``maf`` on that data set, with the job's protocol:
+
+- the same training rows in the same order (epoch ``e`` visits ``permutation(rng(seed, e))``),
+  batch and Adam learning rate; on images the training pixels are dequantized afresh at every
+  step (``v + u``, ``u ~ U[0, 1)``) and mapped to model space, as the ``mle`` objective does;
+- ``converged``: the job's stopping rule (validation log-likelihood every ``eval_every`` steps;
+  after ``patience`` evaluations without improvement the learning rate is cut by
+  ``lr_decay_factor`` with the best weights restored, ``lr_decays`` times, then stop), best
+  weights scored;
+- ``budget``: a fixed number of steps (``--budget``) at the constant learning rate, no early
+  stopping, final weights scored (how fast each gets there).
+
+Ours is :func:`flows_tf.train.fit` itself; zuko is ``zuko.flows.MAF`` (reverse orders between
+layers, as ours) in a plain PyTorch loop that implements the same rule. Ours carries its
+data-side affine layer (fitted to the data at the start, part of the model); zuko's MAF has
+none. Test log-likelihoods are nats per example (digits in pixel space, as the tables).
+
+Usage (torch and zuko are not project dependencies):
+    .venv/bin/pip install torch==2.13.0 zuko==1.6.0
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/versus_zuko.py   # writes VERSUS_ZUKO.md
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=pathlib.Path, default=ROOT / "config" / "config.yaml")
+    p.add_argument("--datasets", nargs="*", default=["eight_gaussians", "digits"])
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--budget", type=int, default=600, help="steps of the fixed-budget protocol")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=pathlib.Path, default=HERE / "VERSUS_ZUKO.md")
+    return p.parse_args(argv)
+
+
+class Splits:
+    """The job's splits, batches and (for images) fresh dequantization, as numpy arrays."""
+
+    def __init__(self, job, seed):
+        from flows_tf import datasets
+        from flows_tf.objectives.mle import _levels
+
+        splits, meta = datasets.load_splits(job.dataset, seed=0, **job.dataset_options)
+        self.meta = meta or {}
+        self.train, self.val, self.test = (splits[s] for s in ("train", "val", "test"))
+        self.seed = seed
+        self.batch = min(int(job.training["batch_size"]), len(self.train))
+        self.per_epoch = len(self.train) // self.batch
+        ps = self.meta.get("pixel_space")
+        self.levels = None if ps is None else _levels(self.train, ps)
+
+    def batch_at(self, step):
+        epoch, b = divmod(step, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train))
+        rows = order[b * self.batch : (b + 1) * self.batch]
+        if self.levels is None:
+            return self.train[rows]
+        from flows_tf.datasets import digits
+
+        ps = self.meta["pixel_space"]
+        u = np.random.default_rng([self.seed, step, 7]).uniform(size=self.levels[rows].shape)
+        return digits.to_model_space(self.levels[rows] + u, ps["logit"], ps["alpha"])
+
+    def reported(self, per_example_model):
+        """Mean test log-likelihood in the tables' space (pixels for images)."""
+        from flows_tf import datasets
+
+        if not self.meta.get("pixel_space"):
+            return float(np.mean(per_example_model))
+        return float(np.mean(datasets.pixel_loglik(self.meta, self.test, per_example_model)))
+
+
+def ours(job, splits, budget):
+    from flows_tf import evaluate, train
+    from flows_tf.flows import build_flow, initialize
+
+    train.set_seeds(splits.seed)
+    flow = build_flow(job.builder, splits.train.shape[1:], **job.hparams)
+    initialize(flow, splits.train[:1024])
+    settings = dict(job.training)
+    if budget:
+        settings.update(patience=None, lr_decays=0)
+        settings["max_epochs"] = -(-budget // splits.per_epoch)
+    start = time.perf_counter()
+    result = train.fit(
+        flow,
+        "mle",
+        train=splits.train,
+        val=splits.val,
+        pixel_space=splits.meta.get("pixel_space"),
+        settings=settings,
+        workdir=tempfile.mkdtemp(),
+        seed=splits.seed,
+    )
+    seconds = time.perf_counter() - start
+    test = splits.reported(evaluate.loglik(flow, splits.test)["per_example"])
+    return {"test": test, "steps": result.steps, "converged": result.converged, "s": seconds}
+
+
+def zuko_maf(job, splits, budget):
+    """zuko's MAF under the same protocol (a plain loop with the job's stopping rule)."""
+    import copy
+
+    import torch
+    import zuko
+
+    torch.manual_seed(splits.seed)
+    s, h = job.training, job.hparams
+    flow = zuko.flows.MAF(
+        splits.train.shape[1], transforms=h["num_layers"], hidden_features=h["hidden_units"]
+    )
+    lr = float(s["learning_rate"])
+    opt = torch.optim.Adam(flow.parameters(), lr=lr)
+
+    def loglik(x):
+        with torch.no_grad():
+            return flow().log_prob(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+
+    cap = budget or int(s["max_epochs"]) * splits.per_epoch
+    every, patience = int(s["eval_every"]), int(s["patience"])
+    best, best_state, bad, cuts, converged = -np.inf, None, 0, 0, False
+    start, step = time.perf_counter(), 0
+    while step < cap and not converged:
+        x = torch.as_tensor(splits.batch_at(step), dtype=torch.float32)
+        loss = -flow().log_prob(x).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if budget or step % every:
+            continue
+        val = float(np.mean(loglik(splits.val)))
+        if val > best:
+            best, best_state, bad = val, copy.deepcopy(flow.state_dict()), 0
+            continue
+        bad += 1
+        if bad < patience:
+            continue
+        if cuts >= int(s.get("lr_decays", 0)):
+            converged = True
+            break
+        cuts, bad, lr = cuts + 1, 0, lr * float(s.get("lr_decay_factor", 0.2))
+        flow.load_state_dict(best_state)
+        for group in opt.param_groups:
+            group["lr"] = lr
+    if best_state is not None and not budget:
+        flow.load_state_dict(best_state)
+    seconds = time.perf_counter() - start
+    return {"test": splits.reported(loglik(splits.test)), "steps": step, "converged": converged,
+            "s": seconds}
+
+
+def run(config, args):
+    from flows_tf import experiment
+
+    rows = []
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            job = experiment.make_job(config, dataset, "maf", seed)
+            splits = Splits(job, seed)
+            for protocol, budget in (("budget", args.budget), ("converged", 0)):
+                row = {"dataset": dataset, "seed": seed, "protocol": protocol}
+                row["ours"], row["zuko"] = ours(job, splits, budget), zuko_maf(job, splits, budget)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def write(rows, meta, out):
+    lines = [
+        "# Our MAF against zuko's MAF, trained the same way (generated by benchmarks/versus_zuko.py)",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        *[f"- {k}: {v}" for k, v in meta.items() if k != "command"],
+        "",
+        "Test log-likelihood, nats per example (digits in pixel space); steps trained, and whether",
+        "the stopping rule ended the run (`budget`: a fixed step count, no stopping rule).",
+        "",
+        "| data set | protocol | seed | ours | zuko | ours - zuko | steps (ours / zuko) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        o, z = r["ours"], r["zuko"]
+        lines.append(
+            f"| {r['dataset']} | {r['protocol']} | {r['seed']} | {o['test']:.3f} | {z['test']:.3f} "
+            f"| {o['test'] - z['test']:+.3f} | {o['steps']} / {z['steps']} |"
+        )
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    import yaml
+
+    from flows_tf import runtime
+
+    threads = runtime.configure(args.threads)
+    torch.set_num_threads(max(1, args.threads // 2))
+    config = yaml.safe_load(args.config.read_text())
+    load_before, t0 = os.getloadavg(), time.perf_counter()
+    rows = run(config, args)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    meta = {
+        "command": "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/versus_zuko.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "versions": f"torch {torch.__version__}, zuko {__import__('zuko').__version__}",
+        "threads": threads,
+        "load average before / after": f"{load_before} / {os.getloadavg()}",
+        "wall time": f"{time.perf_counter() - t0:.0f} s",
+    }
+    write(rows, meta, args.out)
+
+
+if __name__ == "__main__":
+    main()
