@@ -142,6 +142,7 @@ def _summary(
         "stopped_by": result.stopped_by,
         "resumed": result.resumed,
         "retries": result.retries,
+        "lr_decays": result.lr_decays,
         "threads": threads,
         "event_shape": list(inputs.event_shape),
         "data_hash": inputs.data_hash,

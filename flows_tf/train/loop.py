@@ -67,6 +67,7 @@ class TrainResult:
     resumed: bool
     resumed_from_step: int = 0
     retries: int = 0
+    lr_decays: int = 0  # plateau cuts of the learning rate made before the run ended
     traces: int = 0  # times the block of steps was traced in this call
     threads: dict = field(default_factory=dict)
 
@@ -304,6 +305,7 @@ def _result(
         resumed=resumed,
         resumed_from_step=start_step,
         retries=int(state.retries.numpy()),
+        lr_decays=int(state.lr_decays.numpy()),
         traces=int(run_block.experimental_get_tracing_count()),
         threads={
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
