@@ -15,8 +15,10 @@ For each data set and seed, both libraries train the model the default config
 
 Ours is :func:`flows_tf.train.fit` itself; zuko is ``zuko.flows.MAF`` (reverse orders between
 layers, as ours) in a plain PyTorch loop that implements the same rule. Ours carries its
-data-side affine layer (fitted to the data at the start, part of the model); zuko's MAF has
-none. Test log-likelihoods are nats per example (digits in pixel space, as the tables).
+data-side affine layer (fitted to the data at the start, part of the model); zuko's MAF gets
+the nearest fixed equivalent, a standardisation by the training mean and standard deviation
+whose log-determinant ``-sum_i log sd_i`` is counted. Test log-likelihoods are nats per
+example (digits in pixel space, as the tables).
 
 Usage (torch and zuko are not project dependencies):
     .venv/bin/pip install torch==2.13.0 zuko==1.6.0
@@ -47,7 +49,12 @@ def parse_args(argv=None):
     p.add_argument("--config", type=pathlib.Path, default=ROOT / "config" / "config.yaml")
     p.add_argument("--datasets", nargs="*", default=["eight_gaussians", "digits"])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--budget", type=int, default=600, help="steps of the fixed-budget protocol")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=600,
+        help="steps of the fixed-budget protocol (rounded up to whole epochs)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=pathlib.Path, default=HERE / "VERSUS_ZUKO.md")
     return p.parse_args(argv)
@@ -56,13 +63,15 @@ def parse_args(argv=None):
 class Splits:
     """The job's splits, batches and (for images) fresh dequantization, as numpy arrays."""
 
-    def __init__(self, job, seed):
-        from flows_tf import datasets
+    def __init__(self, job, seed, data_dir):
+        from flows_tf.datasets.store import prepare_dataset, read_meta, read_split
         from flows_tf.objectives.mle import _levels
 
-        splits, meta = datasets.load_splits(job.dataset, seed=0, **job.dataset_options)
-        self.meta = meta or {}
-        self.train, self.val, self.test = (splits[s] for s in ("train", "val", "test"))
+        folder = pathlib.Path(data_dir) / job.dataset
+        if not (folder / "meta.json").exists():
+            prepare_dataset(job.dataset, folder, **job.dataset_options)  # as the workflow does
+        self.meta = read_meta(folder)
+        self.train, self.val, self.test = (read_split(folder, s) for s in ("train", "val", "test"))
         self.seed = seed
         self.batch = min(int(job.training["batch_size"]), len(self.train))
         self.per_epoch = len(self.train) // self.batch
@@ -90,6 +99,11 @@ class Splits:
         return float(np.mean(datasets.pixel_loglik(self.meta, self.test, per_example_model)))
 
 
+def whole_epochs(budget, splits):
+    """The fixed budget rounded up to whole epochs (``fit`` caps by epochs)."""
+    return -(-budget // splits.per_epoch) * splits.per_epoch if budget else 0
+
+
 def ours(job, splits, budget):
     from flows_tf import evaluate, train
     from flows_tf.flows import build_flow, initialize
@@ -100,7 +114,7 @@ def ours(job, splits, budget):
     settings = dict(job.training)
     if budget:
         settings.update(patience=None, lr_decays=0)
-        settings["max_epochs"] = -(-budget // splits.per_epoch)
+        settings["max_epochs"] = budget // splits.per_epoch
     start = time.perf_counter()
     result = train.fit(
         flow,
@@ -131,18 +145,21 @@ def zuko_maf(job, splits, budget):
     )
     lr = float(s["learning_rate"])
     opt = torch.optim.Adam(flow.parameters(), lr=lr)
+    mu, sd = splits.train.mean(axis=0), splits.train.std(axis=0)
+
+    def scaled(x):
+        return torch.as_tensor((x - mu) / sd, dtype=torch.float32)
 
     def loglik(x):
         with torch.no_grad():
-            return flow().log_prob(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+            return flow().log_prob(scaled(x)).double().numpy() - np.log(sd).sum()
 
     cap = budget or int(s["max_epochs"]) * splits.per_epoch
     every, patience = int(s["eval_every"]), int(s["patience"])
     best, best_state, bad, cuts, converged = -np.inf, None, 0, 0, False
     start, step = time.perf_counter(), 0
     while step < cap and not converged:
-        x = torch.as_tensor(splits.batch_at(step), dtype=torch.float32)
-        loss = -flow().log_prob(x).mean()
+        loss = -flow().log_prob(scaled(splits.batch_at(step))).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -177,12 +194,13 @@ def zuko_maf(job, splits, budget):
 def run(config, args):
     from flows_tf import experiment
 
-    rows = []
+    rows, data_dir = [], tempfile.mkdtemp()
     for dataset in args.datasets:
         for seed in args.seeds:
             job = experiment.make_job(config, dataset, "maf", seed)
-            splits = Splits(job, seed)
-            for protocol, budget in (("budget", args.budget), ("converged", 0)):
+            splits = Splits(job, seed, data_dir)
+            budget_steps = whole_epochs(args.budget, splits)
+            for protocol, budget in (("budget", budget_steps), ("converged", 0)):
                 row = {"dataset": dataset, "seed": seed, "protocol": protocol}
                 row["ours"], row["zuko"] = ours(job, splits, budget), zuko_maf(job, splits, budget)
                 rows.append(row)
