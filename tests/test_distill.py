@@ -187,7 +187,7 @@ def _default_objective(teacher, bank):
             student, teacher, 256, x_teacher, forward_weight=10.0, seed=s
         )
 
-    return [(paired, 300, 3e-3), (mixed, 150, 1e-3)]
+    return [(paired, 300, 3e-3), (mixed, 300, 1e-3)]
 
 
 def _student_on_one_mode(bank):
