@@ -247,3 +247,30 @@ def test_teacher_never_reads_the_students_bijector_cache(small_hparams):
         student, teacher, 64, anchor_weight=0.0, seed=[7, 1]
     )
     assert float(anchored) == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_paired_distillation_without_forward_weight_never_inverts_the_student(pair, monkeypatch):
+    """``forward_weight: 0`` skips the forward term (the student's sequential inverse)."""
+    from flows_tf.objectives.distill import DistillPaired
+
+    teacher, student = pair
+    settings = train.check_settings(
+        {
+            "steps": 4,
+            "pretrain_steps": 0,
+            "bank_size": 64,
+            "forward_weight": 0.0,
+            "anchor_weight": 1.0,
+            "batch_size": 16,
+        },
+        DistillPaired.extra_settings,
+    )
+    objective = DistillPaired(student, settings, 0, teacher=teacher)
+    seed, beta = tf.constant([0, 3], tf.int32), tf.constant(1.0, tf.float64)
+    expected = float(objective.loss(seed, beta))
+
+    def inverted(*args, **kwargs):
+        raise AssertionError("the forward term ran at weight 0")
+
+    monkeypatch.setattr(objectives.losses, "forward_kl_loss", inverted)
+    assert float(objective.loss(seed, beta)) == expected

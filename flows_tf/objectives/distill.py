@@ -85,9 +85,10 @@ class DistillPaired(Distill):
         loss = losses.distillation_loss(
             self.flow, self.teacher, self.batch, beta=beta, seed=step_seed
         )
-        sub_seed = tf.stack([step_seed[0], step_seed[1] + 2**30])  # another stream than the KL's
-        _, x = self._draw(self.bank, int(s["forward_batch"]), sub_seed)
-        loss += s["forward_weight"] * losses.forward_kl_loss(self.flow, x)
+        if s["forward_weight"]:  # the student's sequential inverse: skipped at weight 0
+            sub_seed = tf.stack([step_seed[0], step_seed[1] + 2**30])  # not the KL's stream
+            _, x = self._draw(self.bank, int(s["forward_batch"]), sub_seed)
+            loss += s["forward_weight"] * losses.forward_kl_loss(self.flow, x)
         if s["anchor_weight"]:
             loss += s["anchor_weight"] * self._paired(step_seed)
         return loss
