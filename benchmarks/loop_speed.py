@@ -21,15 +21,13 @@ Usage (zuko and torch are not project dependencies):
 """
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import platform
-import subprocess
-import sys
 import tempfile
 import time
+
+from runmeta import run_meta
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -297,20 +295,7 @@ def main(argv=None):
     for name, job in todo:
         rows.append(measure(config, name, job, args))
         print(json.dumps(rows[-1]), flush=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    meta = {
-        "command": "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/loop_speed.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        "threads": threads,
-        "load average before / after": f"{load_before} / {os.getloadavg()}",
-        "wall time": f"{time.perf_counter() - t0:.0f} s",
-    }
+    meta = run_meta("loop_speed.py", argv, t0, load_before, threads=threads)
     write(rows, meta, args.out)
 
 

@@ -26,16 +26,14 @@ Usage (torch and zuko are not project dependencies):
 """
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
+from runmeta import run_meta
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -244,19 +242,8 @@ def main(argv=None):
     config = yaml.safe_load(args.config.read_text())
     load_before, t0 = os.getloadavg(), time.perf_counter()
     rows = run(config, args)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    meta = {
-        "command": "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/versus_zuko.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit,
-        "versions": f"torch {torch.__version__}, zuko {__import__('zuko').__version__}",
-        "threads": threads,
-        "load average before / after": f"{load_before} / {os.getloadavg()}",
-        "wall time": f"{time.perf_counter() - t0:.0f} s",
-    }
+    versions = f"torch {torch.__version__}, zuko {__import__('zuko').__version__}"
+    meta = run_meta("versus_zuko.py", argv, t0, load_before, versions=versions, threads=threads)
     write(rows, meta, args.out)
 
 
