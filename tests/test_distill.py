@@ -166,6 +166,7 @@ def _fractions(student, n=4000):
 
 
 MODE_TEST_FLOW = {"num_layers": 3, "hidden_units": [32, 32]}
+ANCHOR_WEIGHT = 10.0  # config/config.yaml: distill, eight_gaussians
 
 
 def _reverse_kl(teacher, bank):
@@ -176,18 +177,21 @@ def _reverse_kl(teacher, bank):
 
 
 def _default_objective(teacher, bank):
-    """Paired regression on the bank, then reverse KL + 10 x forward KL on 128 bank samples."""
+    """The default's two stages (config/config.yaml, distill): paired regression on the bank,
+    then reverse KL + 10 x forward KL on 128 bank samples + the paired anchor, at the
+    fine-tuning learning rate."""
 
     def paired(student, s):
         return objectives.paired_regression_loss(student, *distill_bank.draw_pairs(bank, 256, s))
 
     def mixed(student, s):
         _, x_teacher = distill_bank.draw_pairs(bank, 128, s[::-1])
-        return objectives.mass_covering_distillation_loss(
+        covering = objectives.mass_covering_distillation_loss(
             student, teacher, 256, x_teacher, forward_weight=10.0, seed=s
         )
+        return covering + ANCHOR_WEIGHT * paired(student, s)
 
-    return [(paired, 300, 3e-3), (mixed, 300, 1e-3)]
+    return [(paired, 300, 3e-3), (mixed, 300, 5e-4)]
 
 
 def _student_on_one_mode(bank):
@@ -206,7 +210,10 @@ def test_reverse_kl_keeps_a_missing_mode_missing_and_the_default_objective_finds
 
     Reverse KL charges only ``log 2`` for the missing half and no student sample lies near it,
     so no gradient points there; paired regression followed by reverse plus forward KL (the
-    default) moves half of the student's mass over.
+    default) moves mass over until neither mode is below half its weight. The exact split is
+    weakly identified (a 0.4 / 0.6 split costs 0.02 nats of either KL, below one step's Monte
+    Carlo noise), so it varies with the seed and the machine's rounding by up to ~0.2:
+    ``modes_below_half_weight`` is what can tell a dropped mode from a held one.
     """
     train.set_seeds(0)
     teacher = build_flow("maf", [2], **MODE_TEST_FLOW)
@@ -220,6 +227,7 @@ def test_reverse_kl_keeps_a_missing_mode_missing_and_the_default_objective_finds
         assert _fractions(student)[0] < 0.01  # the common start: the right-hand mode only
         for i, (loss, steps, learning_rate) in enumerate(objective(teacher, bank)):
             _train(student, loss, steps, learning_rate, seed=i + 1)
-        results[name] = _fractions(student)
-    assert results["reverse_kl"].min() < 0.05, results  # a mode dropped
-    assert np.abs(results["default"] - 0.5).max() < 0.04, results  # both held
+        x, _ = objectives.sample_and_log_prob(student, 4000, seed=[9, 9])
+        results[name] = evaluate.mode_metrics(x.numpy(), TWO_MODES)
+    assert results["reverse_kl"]["mode_fraction_0"] < 0.05, results  # a mode dropped
+    assert results["default"]["modes_below_half_weight"] == 0, results  # both held
