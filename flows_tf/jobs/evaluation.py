@@ -22,7 +22,7 @@ EVALUATION_DEFAULTS = {
     "n_samples": 2000,  # samples.npy
     "vi_samples": 10000,  # Monte Carlo samples for ELBO / KL / ESS
     "timing_n": 1000,  # rows per timed call of the serial time_models step (flows_tf.timing)
-    "timing_repeats": 5,
+    "timing_repeats": 15,
     "grid_n": 200,  # density_grid.npz resolution (2-D flows)
 }
 
