@@ -56,6 +56,7 @@ __all__ = [
     "time_models",
     "timing_rows",
     "write_timing",
+    "time_in_fresh_process",
     "mirror_to_mlflow",
     "conditions",
 ]
@@ -146,7 +147,7 @@ def time_models(
     seconds = np.empty((len(records), 2, repeats))
     per_dataset = {}
     for dataset, index in by_dataset.items():
-        result = _time_in_fresh_process([records[i] for i in index], n, repeats, threads)
+        result = time_in_fresh_process([records[i] for i in index], n, repeats, threads)
         seconds[index] = np.asarray(result.pop("seconds"))
         per_dataset[dataset] = result
         load = f"load {result['load_before']} -> {result['load_after']}"
@@ -158,7 +159,7 @@ def time_models(
     return rows, {**conds, "per_dataset": per_dataset}
 
 
-def _time_in_fresh_process(records: list[dict], n: int, repeats: int, threads: dict) -> dict:
+def time_in_fresh_process(records: list[dict], n: int, repeats: int, threads: dict) -> dict:
     """Run :func:`_time_here` on ``records`` in a new Python process; its JSON result."""
     with tempfile.TemporaryDirectory(prefix="flowbench-timing-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
