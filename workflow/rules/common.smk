@@ -109,6 +109,14 @@ TABLES = [
 RUNS_TABLE = paths.RUNS_TABLE
 TIMING_TABLE = paths.TIMING
 TIMING_CONDITIONS = paths.TIMING_CONDITIONS
+TIMING_SETTINGS = ("timing_n", "timing_repeats")
+
+
+def get_evaluation_settings(timing):
+    """The `evaluation:` settings one rule reads: the timing ones for time_models (`timing`),
+    the others for evaluate, so that changing how models are timed re-evaluates none."""
+    settings = config.get("evaluation", {})
+    return {k: v for k, v in settings.items() if (k in TIMING_SETTINGS) == timing}
 
 
 def get_serial_threads():

@@ -22,7 +22,7 @@ rule evaluate:
         experiment=config["experiment"],
         config_hash=get_config_hash,
         model_dir=MODEL_DIR,
-        evaluation=config.get("evaluation", {}),
+        evaluation=get_evaluation_settings(timing=False),
     script:
         "../scripts/evaluate.py"
 
@@ -52,6 +52,6 @@ rule time_models:
         runtime=60,
         slurm_extra="--exclusive",
     params:
-        evaluation=config.get("evaluation", {}),
+        evaluation=get_evaluation_settings(timing=True),
     script:
         "../scripts/time_models.py"
