@@ -113,8 +113,8 @@ TIMING_SETTINGS = ("timing_n", "timing_repeats")
 
 
 def get_evaluation_settings(timing):
-    """The `evaluation:` settings one rule reads: the timing ones for time_models (`timing`),
-    the others for evaluate, so that changing how models are timed re-evaluates none."""
+    """The `evaluation:` settings of time_models (`timing`) or of evaluate (the others), so
+    that changing how models are timed re-evaluates none."""
     settings = config.get("evaluation", {})
     return {k: v for k, v in settings.items() if (k in TIMING_SETTINGS) == timing}
 
