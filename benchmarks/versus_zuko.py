@@ -54,6 +54,11 @@ def parse_args(argv=None):
         help="steps of the fixed-budget protocol (rounded up to whole epochs)",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--data-affine",
+        choices=["full", "diag", "none"],
+        help="our MAF's data-side affine instead of the config's (zuko keeps its standardisation)",
+    )
     p.add_argument("--out", type=pathlib.Path, default=HERE / "VERSUS_ZUKO.md")
     return p.parse_args(argv)
 
@@ -196,6 +201,8 @@ def run(config, args):
     for dataset in args.datasets:
         for seed in args.seeds:
             job = experiment.make_job(config, dataset, "maf", seed)
+            if args.data_affine:
+                job.hparams["data_affine"] = args.data_affine
             splits = Splits(job, seed, data_dir)
             budget_steps = whole_epochs(args.budget, splits)
             for protocol, budget in (("budget", budget_steps), ("converged", 0)):
