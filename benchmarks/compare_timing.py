@@ -93,10 +93,8 @@ def serial_reruns(timing: pd.DataFrame, dataset: str, processes: int, threads: d
     n, repeats = int(rows["timing_batch_size"].iloc[0]), int(rows["timing_repeats"].iloc[0])
     ratios = {"sampling": [], "density": []}
     for _ in range(processes):
-        result = serial.time_in_fresh_process(records, n, repeats, threads)
-        per_1k = np.median(np.asarray(result["seconds"]), axis=-1) * (1000.0 / n)
-        rerun = rows.assign(sample_seconds_per_1k=per_1k[:, 0], logprob_seconds_per_1k=per_1k[:, 1])
-        per_seed = serial_ratios(rerun)
+        seconds = np.asarray(serial.time_in_fresh_process(records, n, repeats, threads)["seconds"])
+        per_seed = serial_ratios(pd.DataFrame(serial.timing_rows(records, seconds, n)))
         for key in ratios:
             ratios[key].append(float(np.median(per_seed[key])))
     return ratios
