@@ -42,6 +42,7 @@ from tensorflow_probability import distributions as tfd
 from flows_tf.bijectors import ActNorm, AffineNorm, OnePassMAF, OnePassRealNVP, Planar, Radial
 from flows_tf.bijectors.conditioners import (
     MLP,
+    SHIFT_SIDES,
     AffineCoupling,
     ConvNet,
     MADEAffine,
@@ -189,16 +190,23 @@ def _init_made_biases_and_output(made: tfb.AutoregressiveNetwork) -> None:
 
 
 def _made_stack(
-    d: int, dtype: tf.DType, num_layers: int, hidden_units: Sequence[int], order: str
+    d: int,
+    dtype: tf.DType,
+    num_layers: int,
+    hidden_units: Sequence[int],
+    order: str,
+    shift_side: str,
 ) -> tuple[list[OnePassMAF], Callable[[int], tfb.Permute]]:
     """MAF layers (each a one-pass ``tfb.MaskedAutoregressiveFlow``), permutations between."""
     num_layers = _count("num_layers", num_layers)
     hidden_units = _units("hidden_units", hidden_units)
     _choice("order", order, ("reverse", "random"))
+    _choice("shift_side", shift_side, SHIFT_SIDES)
     layers = []
     for i in range(num_layers):
         made = _built_made(d, dtype, hidden_units, name=f"made_{i}")
-        layers.append(OnePassMAF(shift_and_log_scale_fn=MADEAffine(made), name=f"maf_{i}"))
+        affine = MADEAffine(made, shift_side=shift_side)
+        layers.append(OnePassMAF(shift_and_log_scale_fn=affine, name=f"maf_{i}"))
     return layers, (lambda i: _order(order, d, i))
 
 
@@ -475,6 +483,7 @@ def maf(
     hidden_units: Sequence[int] = (512, 512),
     order: str = "reverse",
     data_affine: str = "full",
+    shift_side: str = "data",
 ) -> tfb.Chain:
     """MAF: stacked masked autoregressive flows (MADE networks), orders reversed between layers.
 
@@ -500,12 +509,15 @@ def maf(
       num_layers: number of MADE layers (default 5, MAF (5)).
       hidden_units: hidden widths of each MADE (default 2 x 512, as for tabular data).
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
+      shift_side: ``"data"`` (default; TFP's and the paper's ``x = z exp(s) + t``) or
+        ``"noise"`` (``x = (z + c) exp(s)``, zuko's and nflows' form;
+        :class:`~flows_tf.bijectors.conditioners.MADEAffine`).
 
     References:
       George Papamakarios, Theo Pavlakou and Iain Murray. Masked Autoregressive Flow for
       Density Estimation. NeurIPS 2017. arXiv:1705.07057.
     """
-    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order)
+    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order, shift_side)
     data_side = _data_affine(data_affine, d, dtype)
     return tfb.Chain([*data_side, *_interleave(layers, between)], name="maf")
 
@@ -518,6 +530,7 @@ def iaf(
     hidden_units: Sequence[int] = (512, 512),
     order: str = "reverse",
     data_affine: str = "full",
+    shift_side: str = "data",
 ) -> tfb.Chain:
     """IAF: the inverse of MAF, ``tfb.Invert(MaskedAutoregressiveFlow)`` per layer.
 
@@ -531,13 +544,14 @@ def iaf(
       num_layers: number of layers (default 5).
       hidden_units: hidden widths of each MADE (default 2 x 512).
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
+      shift_side: ``"data"`` (default) or ``"noise"``, as for :func:`maf`.
 
     References:
       Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever and Max
       Welling. Improved Variational Inference with Inverse Autoregressive Flow. NeurIPS 2016.
       arXiv:1606.04934.
     """
-    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order)
+    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order, shift_side)
     layers = [tfb.Invert(layer, name=f"iaf_{i}") for i, layer in enumerate(layers)]
     data_side = _data_affine(data_affine, d, dtype)
     return tfb.Chain([*data_side, *_interleave(layers, between)], name="iaf")

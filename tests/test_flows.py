@@ -34,8 +34,16 @@ def autodiff_log_prob(flow, x):
     return flow.distribution.log_prob(z) + logabsdet
 
 
-CASES = [(name, d, {}) for name in FLOWS for d in (2, 5)] + [("glow", 64, GLOW_IMAGE)]
-IDS = [f"{n}-D{d}" + ("-image" if h else "") for n, d, h in CASES]
+NOISE_SHIFT = {"shift_side": "noise"}
+CASES = [(name, d, {}) for name in FLOWS for d in (2, 5)] + [
+    ("glow", 64, GLOW_IMAGE),
+    ("maf", 5, NOISE_SHIFT),
+    ("iaf", 5, NOISE_SHIFT),
+]
+IDS = [
+    f"{n}-D{d}" + ("-image" if h is GLOW_IMAGE else "-noise_shift" if h else "")
+    for n, d, h in CASES
+]
 
 
 @pytest.mark.parametrize("name,d,hparams", CASES, ids=IDS)
@@ -235,6 +243,23 @@ def test_without_data_affine_an_untrained_flow_is_below_the_gaussian_fit():
     initialize(flow, x)
     initialize(baseline, x)
     assert np.mean(flow.log_prob(x)) < np.mean(baseline.log_prob(x)) - 10.0
+
+
+@pytest.mark.parametrize("shift_side", ["data", "noise"])
+def test_maf_layer_is_the_affine_map_of_its_shift_side(shift_side, make_flow, walk):
+    """One MAF layer, MADE outputs ``(c, r)`` at ``x``, ``s = 3 tanh(r / 3)``: the density
+    direction is ``z = (x - c) exp(-s)`` (``"data"``) or ``z = x exp(-s) - c`` (``"noise"``)."""
+    flow = make_flow(
+        "maf", 3, perturb=PERTURB, num_layers=1, data_affine="none", shift_side=shift_side
+    )
+    (layer, _), *_ = [
+        (b, i) for b, i in walk(flow.bijector) if isinstance(b, tfb.MaskedAutoregressiveFlow)
+    ]
+    x = data(3, n=8, dtype=flow.dtype)
+    c, r = np.moveaxis(layer._shift_and_log_scale_fn.made(x).numpy(), -1, 0)
+    s = 3.0 * np.tanh(r / 3.0)
+    expected = (x.numpy() - c) * np.exp(-s) if shift_side == "data" else x.numpy() * np.exp(-s) - c
+    np.testing.assert_allclose(layer.inverse(x), expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["maf", "iaf"])

@@ -11,7 +11,17 @@ from collections.abc import Callable
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 
-__all__ = ["MLP", "ConvNet", "AffineCoupling", "ShiftCoupling", "SplineCoupling", "MADEAffine"]
+__all__ = [
+    "MLP",
+    "ConvNet",
+    "AffineCoupling",
+    "ShiftCoupling",
+    "SplineCoupling",
+    "MADEAffine",
+    "SHIFT_SIDES",
+]
+
+SHIFT_SIDES = ("data", "noise")  # where MADEAffine's shift is learned, see its docstring
 
 
 def _glorot(shape: list[int], dtype: tf.DType, fan_in: int, fan_out: int) -> tf.Tensor:
@@ -169,6 +179,12 @@ class SplineCoupling(tf.Module):
 class MADEAffine(tf.Module):
     """``shift_and_log_scale_fn`` for ``tfb.MaskedAutoregressiveFlow`` with a bounded log-scale.
 
+    The MADE gives ``(c, r)`` per dimension; the log-scale is ``s = bound tanh(r / bound)``.
+    ``shift_side="data"`` (TFP's and the MAF paper's form) maps ``x = z exp(s) + c``: the
+    shift is learned in data units. ``"noise"`` maps ``x = (z + c) exp(s)``, i.e.
+    ``z = x exp(-s) - c`` (zuko's and nflows' form): the shift is learned in noise units,
+    passed to TFP as ``shift = c exp(s)``. Both start at the identity from ``c = r = 0``.
+
     Wraps a ``tfb.AutoregressiveNetwork`` with ``params=2``; as a ``tf.Module`` attribute of
     the bijector it keeps the network's variables tracked (a closure would hide them).
     """
@@ -177,13 +193,20 @@ class MADEAffine(tf.Module):
         self,
         made: tfb.AutoregressiveNetwork,
         log_scale_bound: float = 3.0,
+        shift_side: str = "data",
         name: str = "made_affine",
     ) -> None:
         super().__init__(name=name)
+        if shift_side not in SHIFT_SIDES:
+            raise ValueError(f"shift_side must be one of {SHIFT_SIDES}, got {shift_side!r}")
         self.made = made
         self.log_scale_bound = log_scale_bound
+        self.shift_side = shift_side
 
     def __call__(self, x: tf.Tensor, **kwargs) -> tuple[tf.Tensor, tf.Tensor]:
         shift, raw = tf.unstack(self.made(x, **kwargs), num=2, axis=-1)
         bound = tf.constant(self.log_scale_bound, raw.dtype)
-        return shift, bound * tf.tanh(raw / bound)
+        log_scale = bound * tf.tanh(raw / bound)
+        if self.shift_side == "noise":
+            shift = shift * tf.exp(log_scale)
+        return shift, log_scale
