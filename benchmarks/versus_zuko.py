@@ -59,6 +59,11 @@ def parse_args(argv=None):
         choices=["full", "diag", "none"],
         help="our MAF's data-side affine instead of the config's (zuko keeps its standardisation)",
     )
+    p.add_argument(
+        "--shift-side",
+        choices=["data", "noise"],
+        help="our MAF's shift_side instead of the config's (flows_tf.flows.maf)",
+    )
     p.add_argument("--out", type=pathlib.Path, default=HERE / "VERSUS_ZUKO.md")
     return p.parse_args(argv)
 
@@ -203,6 +208,8 @@ def run(config, args):
             job = experiment.make_job(config, dataset, "maf", seed)
             if args.data_affine:
                 job.hparams["data_affine"] = args.data_affine
+            if args.shift_side:
+                job.hparams["shift_side"] = args.shift_side
             splits = Splits(job, seed, data_dir)
             budget_steps = whole_epochs(args.budget, splits)
             for protocol, budget in (("budget", budget_steps), ("converged", 0)):
