@@ -252,9 +252,7 @@ def test_maf_layer_is_the_affine_map_of_its_shift_side(shift_side, make_flow, wa
     flow = make_flow(
         "maf", 3, perturb=PERTURB, num_layers=1, data_affine="none", shift_side=shift_side
     )
-    (layer, _), *_ = [
-        (b, i) for b, i in walk(flow.bijector) if isinstance(b, tfb.MaskedAutoregressiveFlow)
-    ]
+    layer = next(b for b, _ in walk(flow.bijector) if isinstance(b, tfb.MaskedAutoregressiveFlow))
     x = data(3, n=8, dtype=flow.dtype)
     c, r = np.moveaxis(layer._shift_and_log_scale_fn.made(x).numpy(), -1, 0)
     s = 3.0 * np.tanh(r / 3.0)
