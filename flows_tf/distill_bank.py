@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
-__all__ = ["BANK_STREAM", "TeacherPairs", "build_teacher_pairs", "draw_pairs"]
+__all__ = ["BANK_STREAM", "TeacherPairs", "build_teacher_pairs", "draw_pairs", "keep_near_data"]
 
 BANK_STREAM = 0x62616E6B  # "bank": the second word of the bank's stateless seeds
 
@@ -88,6 +88,34 @@ def build_teacher_pairs(
     if bad:
         raise ValueError(f"build_teacher_pairs: the teacher gave {bad} of {n} non-finite samples")
     return TeacherPairs(z=z, x=x)
+
+
+def keep_near_data(
+    bank: TeacherPairs, data: np.ndarray, margin: float = 0.5
+) -> tuple[TeacherPairs, int]:
+    """The pairs whose sample lies in the data's bounding box widened by ``margin`` widths.
+
+    A pair is kept when ``lo_i - margin w_i <= x_i <= hi_i + margin w_i`` for every coordinate
+    ``i``, with ``[lo_i, hi_i]`` the data's range and ``w_i = hi_i - lo_i``. A teacher's sample
+    far outside every training point is an error of its tails (an MAF extrapolating its
+    exponential scale), and one such pair dominates a squared-error regression.
+
+    Returns:
+        the kept pairs and the number dropped.
+
+    Raises:
+        ValueError: when no pair is kept.
+    """
+    data = np.asarray(data)
+    lo, hi = data.min(axis=0), data.max(axis=0)
+    width = hi - lo
+    x = bank.x.numpy()
+    keep = np.all((x >= lo - margin * width) & (x <= hi + margin * width), axis=-1)
+    if not keep.any():
+        raise ValueError("keep_near_data: no teacher sample lies near the data")
+    return TeacherPairs(z=tf.constant(bank.z.numpy()[keep]), x=tf.constant(x[keep])), int(
+        (~keep).sum()
+    )
 
 
 def draw_pairs(

@@ -84,6 +84,18 @@ def test_bank_refuses_bad_sizes(key, value, small_hparams):
         distill_bank.build_teacher_pairs(teacher, args.pop("n"), **args)
 
 
+def test_bank_keeps_the_pairs_near_the_data_and_counts_the_rest():
+    z = tf.constant(np.arange(12.0).reshape(6, 2))
+    x = tf.constant([[0.0, 0.0], [1.0, 2.0], [1.5, -0.5], [-0.6, 1.0], [1.0, 2.6], [9.0, 9.0]])
+    data = np.array([[0.0, 0.0], [1.0, 2.0]])  # box [0, 1] x [0, 2]; half widths 0.5 and 1
+    kept, dropped = distill_bank.keep_near_data(distill_bank.TeacherPairs(z=z, x=x), data)
+    np.testing.assert_array_equal(kept.x.numpy(), x.numpy()[[0, 1, 2, 4]])
+    np.testing.assert_array_equal(kept.z.numpy(), z.numpy()[[0, 1, 2, 4]])  # pairs stay paired
+    assert dropped == 2
+    with pytest.raises(ValueError, match="no teacher sample"):
+        distill_bank.keep_near_data(distill_bank.TeacherPairs(z=z[5:], x=x[5:]), data)
+
+
 # --- mixture components and mode fractions ----------------------------------------------------
 
 

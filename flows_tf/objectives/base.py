@@ -78,6 +78,10 @@ class Objective:
         """Score of the run at an evaluation; higher is better; None: not comparable yet."""
         raise NotImplementedError
 
+    def notes(self) -> list[str]:
+        """Facts about the run's inputs for its log, said once at the start (default: none)."""
+        return []
+
     def where(self, step: int) -> str:
         """Position shown in progress lines beside the step (e.g. the epoch)."""
         return ""

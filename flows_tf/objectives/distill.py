@@ -51,9 +51,10 @@ class DistillPaired(Distill):
     bank of pairs, ``min (1/B) sum_b ||S(z_b) - T(z_b)||^2`` (Baranchuk et al. 2021). Stage 2:
     ``min KL(S || T) + lambda_f E_{x ~ T}[-log S(x)] + lambda_a (1/B) sum_b ||S(z_b) - T(z_b)||^2``
     with ``x`` a sub-batch of ``forward_batch`` bank samples: the forward term runs the student's
-    sequential inverse on that bounded sub-batch only. Scores (and early stopping) start with
-    stage 2. The bank is drawn once from ``(seed, BANK_STREAM)``, so a resumed run sees the
-    same pairs.
+    sequential inverse on that bounded sub-batch only. Given the training data, the bank keeps
+    only the teacher's samples near it (:func:`~flows_tf.distill_bank.keep_near_data`). Scores
+    (and early stopping) start with stage 2. The bank is drawn once from
+    ``(seed, BANK_STREAM)``, so a resumed run sees the same pairs.
     """
 
     name = "distill_paired"
@@ -74,7 +75,17 @@ class DistillPaired(Distill):
         self.bank = distill_bank.build_teacher_pairs(
             self.teacher, int(settings["bank_size"]), seed=seed
         )
+        self.bank_dropped = 0
+        if inputs.get("train") is not None:
+            self.bank, self.bank_dropped = distill_bank.keep_near_data(self.bank, inputs["train"])
         self._draw = distill_bank.draw_pairs
+
+    def notes(self) -> list[str]:
+        kept = self.bank.size
+        return [
+            f"teacher bank: {kept} pairs, {self.bank_dropped} of {kept + self.bank_dropped} "
+            "dropped (sample outside the training data's box widened by half its width)"
+        ]
 
     def _paired(self, step_seed: tf.Tensor) -> tf.Tensor:
         z, x = self._draw(self.bank, self.batch, step_seed)

@@ -262,6 +262,8 @@ def fit(
     say = progress or (lambda line: None)
     if resumed:
         say(f"[{job_objective}] resuming from step {start_step}")
+    for note in objective.notes():
+        say(f"[{job_objective}] {note}")
     stopping = Patience(
         state, variables, s["patience"], s["min_delta"], s["lr_decays"], s["lr_decay_factor"]
     )
