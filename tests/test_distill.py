@@ -96,6 +96,20 @@ def test_bank_keeps_the_pairs_near_the_data_and_counts_the_rest():
         distill_bank.keep_near_data(distill_bank.TeacherPairs(z=z[5:], x=x[5:]), data)
 
 
+def test_paired_distillation_fits_to_the_bank_near_its_training_data(tmp_path, small_hparams):
+    teacher = build_flow("maf", [2], **small_hparams["maf"])  # untrained: samples N(0, I)
+    student = build_flow("iaf", [2], **small_hparams["iaf"])
+    data = np.array([[-1.0, -1.0], [1.0, 1.0]])  # box widened to [-2, 2]^2: ~9 % outside
+    settings = {"steps": 2, "batch_size": 8, "eval_every": 1, "bank_size": 500}
+    settings |= {"pretrain_steps": 1, "forward_weight": 0.0}
+    lines = []
+    train.fit(student, "distill_paired", teacher=teacher, train=data, workdir=tmp_path,
+              seed=0, settings=settings, progress=lines.append)  # fmt: skip
+    _, dropped = distill_bank.keep_near_data(distill_bank.build_teacher_pairs(teacher, 500), data)
+    assert 20 < dropped < 80
+    assert any(f"{500 - dropped} pairs, {dropped} of 500 dropped" in line for line in lines)
+
+
 # --- mixture components and mode fractions ----------------------------------------------------
 
 
