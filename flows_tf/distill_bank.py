@@ -106,16 +106,14 @@ def keep_near_data(
     Raises:
         ValueError: when no pair is kept.
     """
-    data = np.asarray(data)
-    lo, hi = data.min(axis=0), data.max(axis=0)
-    width = hi - lo
+    lo, hi = np.min(data, axis=0), np.max(data, axis=0)
+    pad = margin * (hi - lo)
     x = bank.x.numpy()
-    keep = np.all((x >= lo - margin * width) & (x <= hi + margin * width), axis=-1)
+    keep = np.all((x >= lo - pad) & (x <= hi + pad), axis=-1)
     if not keep.any():
         raise ValueError("keep_near_data: no teacher sample lies near the data")
-    return TeacherPairs(z=tf.constant(bank.z.numpy()[keep]), x=tf.constant(x[keep])), int(
-        (~keep).sum()
-    )
+    kept = TeacherPairs(z=tf.boolean_mask(bank.z, keep), x=tf.boolean_mask(bank.x, keep))
+    return kept, bank.size - kept.size
 
 
 def draw_pairs(

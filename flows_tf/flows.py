@@ -503,9 +503,10 @@ def maf(
     default config gives MAF and IAF on digits ``"diag"``. On eight_gaussians, near N(0, I)
     already, ``"none"`` does better: MAF(10, 2x128) converged 0.067-0.100 nats from the true
     test log-likelihood against 0.098-0.102 with ``"full"`` (seeds 0-2, two machines).
+    Its students failed, so the default config keeps ``"full"`` there (README).
     ``shift_side="noise"`` on digits: ahead of zuko's MAF on 9 of 10 seeds (+0.40 nats
-    converged) where ``"data"`` trailed it on 8 of 10 (-0.58). Neither is the default config's
-    yet: the IAF students distilled from such teachers failed (README).
+    converged) where ``"data"`` trailed it on 8 of 10 (-0.58); on eight_gaussians level with
+    it converged (-0.002 against -0.016), so the default config gives MAF ``"noise"``.
 
     Args:
       num_layers: number of MADE layers (default 5, MAF (5)).

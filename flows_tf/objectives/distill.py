@@ -75,16 +75,15 @@ class DistillPaired(Distill):
         self.bank = distill_bank.build_teacher_pairs(
             self.teacher, int(settings["bank_size"]), seed=seed
         )
-        self.bank_dropped = 0
         if inputs.get("train") is not None:
-            self.bank, self.bank_dropped = distill_bank.keep_near_data(self.bank, inputs["train"])
+            self.bank, _ = distill_bank.keep_near_data(self.bank, inputs["train"])
         self._draw = distill_bank.draw_pairs
 
     def notes(self) -> list[str]:
-        kept = self.bank.size
+        drawn, kept = int(self.settings["bank_size"]), self.bank.size
         return [
-            f"teacher bank: {kept} pairs, {self.bank_dropped} of {kept + self.bank_dropped} "
-            "dropped (sample outside the training data's box widened by half its width)"
+            f"teacher bank: {kept} pairs, {drawn - kept} of {drawn} dropped (sample outside "
+            "the training data's box widened by half its width)"
         ]
 
     def _paired(self, step_seed: tf.Tensor) -> tf.Tensor:
