@@ -59,6 +59,20 @@ def test_student_trains_after_its_teacher(project):
     assert "results/models/eight_gaussians/maf/seed0/train.json" in block.split("output:")[0]
 
 
+def test_distillation_chains_train_first_on_one_thread_per_job(project):
+    proc = run_snakemake(project, "-n", "--cores", "2", *PROFILE)  # the default config
+    first, rest = set(), set()
+    for block in proc.stdout.split("\n\n"):
+        if re.search(r"^rule train:", block, re.M):
+            key = TRAIN_OUTPUT.search(block).groups()
+            (first if re.search(r"^\s+priority: 1$", block, re.M) else rest).add(key)
+            assert re.search(r"^\s+threads: 1$", block, re.M)
+    chains = {(d, f, s) for d in ("eight_gaussians", "digits") for f in ("maf", "iaf_student")
+              for s in ("0", "1", "2")}  # fmt: skip
+    assert first == chains
+    assert len(rest) == 96 - len(chains)
+
+
 def _bad_config(project, tmp_path, edit):
     config = yaml.safe_load((project / "config/smoke.yaml").read_text())
     edit(config)

@@ -140,6 +140,17 @@ def get_final_outputs():
     return out
 
 
+TEACHER_KEYS = {(j.dataset, j.teacher, j.seed) for j in JOBS if j.teacher is not None}
+
+
+def get_train_priority(wildcards):
+    """Distillation's chains (teacher, then student) first: the longest paths of the grid start
+    before the many short jobs, instead of wherever Snakemake's order puts them."""
+    job = get_job(wildcards)
+    key = (job.dataset, job.flow, job.seed)
+    return 1 if job.teacher is not None or key in TEACHER_KEYS else 0
+
+
 def get_train_runtime(wildcards, attempt):
     """Minutes: generous for the cluster, grows on retries."""
     job = get_job(wildcards)

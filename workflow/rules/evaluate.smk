@@ -14,7 +14,7 @@ rule evaluate:
         "benchmarks/evaluate/{dataset}/{flow}/seed{seed}.tsv"
     conda:
         "../envs/flowbench.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=get_mem_mb,
         runtime=30,

@@ -29,9 +29,12 @@ rule train:
         "logs/train/{dataset}/{flow}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{dataset}/{flow}/seed{seed}.tsv"
+    priority: get_train_priority
     conda:
         "../envs/flowbench.yaml"
-    threads: 2
+    # one thread per job: on 2 cores, two one-thread jobs train 20-25 % more steps/s than four
+    # two-thread jobs, to the same weights (benchmarks/THREAD_LAYOUT.md)
+    threads: 1
     resources:
         mem_mb=get_mem_mb,
         runtime=get_train_runtime,
