@@ -13,7 +13,7 @@ For every model the default config (``config/config.yaml``) trains, side by side
   where zuko has the flow (MAF, NSF, NICE, Real-NVP).
 
 Every number is the median of ``--repeats`` measurements; the load average is recorded before
-and after, and the thread settings are the jobs' (intra-op 1, inter-op 2 for 2 threads).
+and after, and the thread settings are the jobs' (one thread: intra-op 1, inter-op 1).
 
 Usage (zuko and torch are not project dependencies):
     .venv/bin/pip install torch==2.13.0 zuko==1.6.0
@@ -40,7 +40,7 @@ ZUKO = {"maf": "MAF", "nsf": "NSF", "nice": "NICE", "realnvp": "RealNVP"}
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=pathlib.Path, default=ROOT / "config" / "config.yaml")
-    p.add_argument("--threads", type=int, default=2, help="the jobs' thread count (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="the jobs' thread count (default 1)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=4.0, help="target seconds per measurement")
     p.add_argument("--only", nargs="*", default=None, help="subset of case names")
@@ -90,7 +90,7 @@ def _inputs(config, job):
     teacher = experiment.teacher_job(config, job)  # speed does not depend on its training
     flow = build_flow(teacher.builder, shape, **teacher.hparams)
     initialize(flow, splits["train"][:1024])
-    return {"teacher": flow}, shape
+    return {"teacher": flow, "train": splits["train"]}, shape  # train: the bank's filter
 
 
 def _steps_for(job, steps, inputs):
@@ -123,7 +123,7 @@ def fit_rate(job, build, inputs, n1, n2, repeats):
             with tempfile.TemporaryDirectory() as workdir:
                 start = time.perf_counter()
                 result = train.fit(
-                    flow, job.objective, settings=settings, workdir=workdir, seed=0, **inputs
+                    flow, job.method, settings=settings, workdir=workdir, seed=0, **inputs
                 )
                 times.append((result.steps, time.perf_counter() - start))
         (s1, t1), (s2, t2) = times
