@@ -127,7 +127,10 @@ def fit_rate(job, build, inputs, n1, n2, repeats):
                 )
                 times.append((result.steps, time.perf_counter() - start))
         (s1, t1), (s2, t2) = times
-        rates.append((s2 - s1) / max(t2 - t1, 1e-9))
+        if t2 <= t1:  # set-up noise larger than the extra steps' time
+            raise SystemExit(f"{job.flow}: a fit of {s2} steps took no longer than one of {s1}; "
+                             "raise --seconds")  # fmt: skip
+        rates.append((s2 - s1) / (t2 - t1))
     return median(rates)
 
 
@@ -223,19 +226,24 @@ def zuko_rate(job, x_train, seconds, repeats, threads):
 # --------------------------------------------------------------------------------------------
 
 
-def measure(config, name, job, args):
+def build_model(job, shape, inputs, stock=False):
+    """The job's flow, seeded and initialised as a job does (``stock``: TFP's stock twin)."""
     from flows_tf import train
     from flows_tf.bijectors import stock_twin
     from flows_tf.flows import build_flow, initialize
 
+    train.set_seeds(0)
+    flow = build_flow(job.builder, shape, **job.hparams)
+    if "train" in inputs:
+        initialize(flow, inputs["train"][:1024])
+    return stock_twin(flow) if stock else flow
+
+
+def measure(config, name, job, args):
     inputs, shape = _inputs(config, job)
 
     def build(stock=False):
-        train.set_seeds(0)
-        flow = build_flow(job.builder, shape, **job.hparams)
-        if "train" in inputs:
-            initialize(flow, inputs["train"][:1024])
-        return stock_twin(flow) if stock else flow
+        return build_model(job, shape, inputs, stock)
 
     row = {"case": name, "D": shape[0], "objective": job.objective, "flow": job.flow}
     step = bare_step_rate(job, build(), inputs, args.seconds, args.repeats)

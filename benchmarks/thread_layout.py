@@ -45,7 +45,6 @@ def parse_args(argv=None):
 
 def worker(config_path, case, threads, steps):
     """One training process: steps/s of ``fit`` between its first and last evaluation."""
-    import dataclasses
     import tempfile
 
     import yaml
@@ -56,16 +55,13 @@ def worker(config_path, case, threads, steps):
     import loop_speed
 
     from flows_tf import train
-    from flows_tf.flows import build_flow, initialize
 
     config = yaml.safe_load(config_path.read_text())
     job = dict(loop_speed.cases(config))[case]
-    train.set_seeds(0)
+    train.set_seeds(0)  # the teacher of a distillation case is built in _inputs
     inputs, shape = loop_speed._inputs(config, job)
-    flow = build_flow(job.builder, shape, **job.hparams)
-    if "train" in inputs:
-        initialize(flow, inputs["train"][:1024])
-    settings, _ = loop_speed._steps_for(dataclasses.replace(job), steps, inputs)
+    flow = loop_speed.build_model(job, shape, inputs)
+    settings, _ = loop_speed._steps_for(job, steps, inputs)
     stamps = []
     with tempfile.TemporaryDirectory() as workdir:
         result = train.fit(
