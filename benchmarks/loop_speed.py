@@ -258,7 +258,7 @@ def measure(config, name, job, args):
     return row
 
 
-def _fmt(value):
+def fmt_rate(value):
     return "–" if value is None else (f"{value:,.0f}" if value >= 100 else f"{value:.3g}")
 
 
@@ -280,8 +280,8 @@ def write(rows, meta, out):
     for r in rows:
         ratio = r["fit"] / r["zuko"] if r.get("zuko") else None
         lines.append(
-            f"| {r['case']} | {r['D']} | {_fmt(r['fit'])} | {_fmt(r['step'])} | "
-            f"{_fmt(r.get('stock'))} | {_fmt(r.get('zuko'))} | "
+            f"| {r['case']} | {r['D']} | {fmt_rate(r['fit'])} | {fmt_rate(r['step'])} | "
+            f"{fmt_rate(r.get('stock'))} | {fmt_rate(r.get('zuko'))} | "
             f"{'–' if ratio is None else f'{ratio:.2f}x'} |"
         )
     out.write_text("\n".join(lines) + "\n")

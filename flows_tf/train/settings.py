@@ -21,7 +21,7 @@ DEFAULT_SETTINGS = {
     "anneal_steps": 0,  # vi, distill: T of beta_t = min(1, 0.01 + t/T); 0: no annealing
     "clip_norm": None,  # global gradient-norm clipping, None: off
     "steps_per_call": 50,  # training steps inside one compiled call (an in-graph loop)
-    "jit_compile": False,  # XLA for the compiled block of steps
+    "jit_compile": False,  # XLA for the compiled block of steps (other rounding: fixed per run)
     "checkpoint_every": 1000,  # steps; checked at evaluations, and the end is always saved
     "on_nonfinite": "fail",  # or "retry": restore the last checkpoint and halve the lr
     "max_retries": 3,
@@ -37,7 +37,6 @@ FREE_ON_RESUME = (
     "progress_seconds",
     "eval_batch_size",
     "steps_per_call",
-    "jit_compile",
 )
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "on_nonfinite": ("fail", "retry")}
 _POSITIVE_INTS = ("batch_size", "max_epochs", "steps", "checkpoint_every", "steps_per_call")
