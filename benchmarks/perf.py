@@ -11,6 +11,9 @@ Sections (all in one run; ``--quick`` shrinks everything to a smoke check):
 - xla: graph mode against ``jit_compile=True`` per direction (train step, sample, log_prob);
 - threads: the training-step ratio again in subprocesses with other thread settings.
 
+The default threads are the jobs' (intra-op 1, inter-op 1: one thread per job since c6d7734,
+``benchmarks/THREAD_LAYOUT.md``).
+
 Every number is the median over repeats after warm-up (a trace and one untimed call). The
 machine's load average is recorded before and after: other processes share the cores.
 
@@ -56,7 +59,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny smoke check; writes no files")
     p.add_argument("--intra", type=int, default=1, help="TF intra-op threads (default 1)")
-    p.add_argument("--inter", type=int, default=2, help="TF inter-op threads (default 2)")
+    p.add_argument("--inter", type=int, default=1, help="TF inter-op threads (default 1)")
     p.add_argument("--flows", nargs="*", default=None, help="subset of flows (default: all)")
     p.add_argument(
         "--sections",
@@ -345,7 +348,7 @@ def section_xla(quick, log):
 
 def section_threads(quick, log):
     rows = []
-    for intra, inter in ((1, 2), (2, 2), (2, 1)):
+    for intra, inter in ((1, 1), (1, 2), (2, 2), (2, 1)):
         out = HERE / f".threads_{intra}_{inter}.json"
         cmd = [sys.executable, __file__, "--sections", "ratios", "--json", str(out)]
         cmd += ["--intra", str(intra), "--inter", str(inter)] + (["--quick"] if quick else [])
@@ -486,7 +489,9 @@ def main(argv=None):
     t_start = time.perf_counter()
     from flows_tf import runtime
 
-    threads = runtime.configure(2, intra_op=args.intra, inter_op=args.inter)
+    threads = runtime.configure(
+        max(args.intra, args.inter), intra_op=args.intra, inter_op=args.inter
+    )
     import tensorflow as tf
     import tensorflow_probability as tfp
 
