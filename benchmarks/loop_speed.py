@@ -3,9 +3,9 @@
 For every model the default config (``config/config.yaml``) trains, side by side in one run:
 
 - ``fit``: steps/s of :func:`flows_tf.train.fit` as a job runs it (the config's training
-  settings: blocks of compiled steps, evaluations, divergence checks, checkpoints), measured as
-  ``(N2 - N1) / (t2 - t1)`` from two fresh fits of N1 and N2 steps, so that tracing and set-up
-  cancel;
+  settings: blocks of compiled steps, XLA where the config sets it, evaluations, divergence
+  checks, checkpoints), between the first and the last evaluation of a fresh fit, so that
+  tracing, XLA compilation and set-up are left out;
 - ``step``: one compiled optimizer step per call (``tf.function``), called once per batch;
 - ``stock``: ``fit`` again on the same model built from TFP's stock bijectors
   (:func:`flows_tf.bijectors.stock_twin`), for the flows where it differs;
@@ -22,6 +22,7 @@ Usage (zuko and torch are not project dependencies):
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -110,27 +111,28 @@ def _steps_for(job, steps, inputs):
     return s, steps
 
 
-def fit_rate(job, build, inputs, n1, n2, repeats):
-    """steps/s of train.fit: two fresh fits of n1 and n2 steps; the difference cancels set-up."""
+def timed_fit(fit, *args, **kwargs):
+    """``fit(*args, **kwargs)`` with a clock at each evaluation: ``(steps/s, result)``, the rate
+    between the first and the last evaluation (tracing, XLA compilation and set-up excluded)."""
+    stamps = []
+    result = fit(*args, log=lambda step, _: stamps.append((step, time.perf_counter())), **kwargs)
+    if len(stamps) < 2:
+        raise SystemExit(f"{len(stamps)} evaluation(s) in {result.steps} steps; raise the steps")
+    (s1, t1), (s2, t2) = stamps[0], stamps[-1]
+    return (s2 - s1) / (t2 - t1), result
+
+
+def fit_rate(job, build, inputs, steps, repeats):
+    """steps/s of train.fit in its steady state: :func:`timed_fit` of fresh fits of ``steps``."""
     from flows_tf import train
 
     rates = []
     for _ in range(repeats):
-        times = []
-        for n in (n1, n2):
-            settings, steps = _steps_for(job, n, inputs)
-            flow = build()
-            with tempfile.TemporaryDirectory() as workdir:
-                start = time.perf_counter()
-                result = train.fit(
-                    flow, job.method, settings=settings, workdir=workdir, seed=0, **inputs
-                )
-                times.append((result.steps, time.perf_counter() - start))
-        (s1, t1), (s2, t2) = times
-        if t2 <= t1:  # set-up noise larger than the extra steps' time
-            raise SystemExit(f"{job.flow}: a fit of {s2} steps took no longer than one of {s1}; "
-                             "raise --seconds")  # fmt: skip
-        rates.append((s2 - s1) / (t2 - t1))
+        settings, _ = _steps_for(job, steps, inputs)
+        with tempfile.TemporaryDirectory() as workdir:
+            rate, _ = timed_fit(train.fit, build(), job.method, settings=settings,
+                                workdir=workdir, seed=0, **inputs)  # fmt: skip
+        rates.append(rate)
     return median(rates)
 
 
@@ -245,14 +247,15 @@ def measure(config, name, job, args):
     def build(stock=False):
         return build_model(job, shape, inputs, stock)
 
-    row = {"case": name, "D": shape[0], "objective": job.objective, "flow": job.flow}
+    row = {"case": name, "D": shape[0], "objective": job.objective, "flow": job.flow,
+           "xla": bool(job.training.get("jit_compile"))}  # fmt: skip
     step = bare_step_rate(job, build(), inputs, args.seconds, args.repeats)
-    n1 = max(10, int(step * args.seconds / 8))
-    n2 = 5 * n1
+    every = job.training.get("eval_every") or 100
+    steps = every * (math.ceil(step * args.seconds / every) + 1)  # ~seconds after the 1st eval
     row["step"] = step
-    row["fit"] = fit_rate(job, build, inputs, n1, n2, args.repeats)
+    row["fit"] = fit_rate(job, build, inputs, steps, args.repeats)
     if job.builder in ("maf", "iaf", "nice", "realnvp", "glow", "nsf"):
-        row["stock"] = fit_rate(job, lambda: build(stock=True), inputs, n1, n2, args.repeats)
+        row["stock"] = fit_rate(job, lambda: build(stock=True), inputs, steps, args.repeats)
     if job.objective == "mle" and job.builder in ZUKO and not args.no_zuko:
         row["zuko"] = zuko_rate(job, inputs["train"], args.seconds, args.repeats, args.threads)
     return row
@@ -270,17 +273,19 @@ def write(rows, meta, out):
         "",
         *[f"- {k}: {v}" for k, v in meta.items() if k != "command"],
         "",
-        "steps/s; `fit` = the job's loop (`flows_tf.train.fit` with the config's settings),",
-        "`step` = one compiled step per call, `stock` = `fit` on TFP's stock bijectors,",
-        "`zuko` = zuko (PyTorch, eager) on the same model and batches.",
+        "steps/s; `fit` = the job's loop (`flows_tf.train.fit` with the config's settings,",
+        "between its first and last evaluation; `XLA`: the config compiles its blocks with XLA),",
+        "`step` = one compiled step per call (graph mode), `stock` = `fit` on TFP's stock",
+        "bijectors, `zuko` = zuko (PyTorch, eager) on the same model and batches.",
         "",
-        "| case | D | fit | step | stock | zuko | fit / zuko |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| case | D | XLA | fit | step | stock | zuko | fit / zuko |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = r["fit"] / r["zuko"] if r.get("zuko") else None
         lines.append(
-            f"| {r['case']} | {r['D']} | {fmt_rate(r['fit'])} | {fmt_rate(r['step'])} | "
+            f"| {r['case']} | {r['D']} | {'yes' if r.get('xla') else 'no'} | "
+            f"{fmt_rate(r['fit'])} | {fmt_rate(r['step'])} | "
             f"{fmt_rate(r.get('stock'))} | {fmt_rate(r.get('zuko'))} | "
             f"{'–' if ratio is None else f'{ratio:.2f}x'} |"
         )

@@ -62,14 +62,10 @@ def worker(config_path, case, threads, steps):
     inputs, shape = loop_speed._inputs(config, job)
     flow = loop_speed.build_model(job, shape, inputs)
     settings, _ = loop_speed._steps_for(job, steps, inputs)
-    stamps = []
     with tempfile.TemporaryDirectory() as workdir:
-        result = train.fit(
-            flow, job.method, settings=settings, workdir=workdir, seed=0,
-            log=lambda step, _: stamps.append((step, time.perf_counter())), **inputs,
-        )  # fmt: skip
-    (s1, t1), (s2, t2) = stamps[0], stamps[-1]
-    print(json.dumps({"rate": (s2 - s1) / (t2 - t1), "final_loss": result.final_loss}))
+        rate, result = loop_speed.timed_fit(train.fit, flow, job.method, settings=settings,
+                                            workdir=workdir, seed=0, **inputs)  # fmt: skip
+    print(json.dumps({"rate": rate, "final_loss": result.final_loss}))
 
 
 def layout_rate(args, case, jobs, threads):

@@ -8,8 +8,9 @@ temporary folder. For each case, side by side in one run, alternating the two tr
   hyperparameters (each tree's own builder), and trains it with that tree's
   :func:`flows_tf.train.fit` on the same arrays (split once by this tree with the default
   config's data set options);
-- steps/s is ``(N2 - N1) / (t2 - t1)`` from two fresh fits of N1 and N2 steps in that
-  process, so that import, tracing and set-up cancel; ``baseline`` uses its own jobs' thread
+- steps/s is taken between the first and the last evaluation of one fit of N steps
+  (validation every epoch, or every 100 VI steps, in both trees), so that import, tracing,
+  XLA compilation and set-up are left out; ``baseline`` uses its own jobs' thread
   setting (intra-op 1, inter-op 2), ``now`` the jobs' setting since c6d7734 (one thread) and
   the loop settings (``steps_per_call``, ``jit_compile``) the default config gives the job.
 
@@ -29,21 +30,21 @@ import sys
 import tempfile
 import time
 
-from loop_speed import fmt_rate
+from loop_speed import fmt_rate, timed_fit
 from runmeta import run_meta
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-CASES = {  # name: (objective, data, flow, hparams, training settings, (N1, N2))
+CASES = {  # name: (objective, data, flow, hparams, training settings, steps)
     "maf_5x64_d2": ("mle", "eight_gaussians", "maf",
-                    {"num_layers": 5, "hidden_units": [64, 64]}, {}, (400, 2400)),
+                    {"num_layers": 5, "hidden_units": [64, 64]}, {}, 2400),
     "planar_k32_vi": ("vi", "u1", "planar", {"num_layers": 32},
-                      {"learning_rate": 0.005, "anneal_steps": 600}, (200, 1200)),
+                      {"learning_rate": 0.005, "anneal_steps": 600}, 4000),
     "nsf_digits": ("mle", "digits", "nsf",
-                   {"num_layers": 4, "hidden_units": [64, 64], "num_bins": 8}, {}, (40, 200)),
+                   {"num_layers": 4, "hidden_units": [64, 64], "num_bins": 8}, {}, 200),
     "iaf_digits": ("mle", "digits", "iaf",
-                   {"num_layers": 5, "hidden_units": [64, 64]}, {}, (10, 40)),
+                   {"num_layers": 5, "hidden_units": [64, 64]}, {}, 40),
 }  # fmt: skip
 VARIANTS = {"planar_k32_vi": "planar_k32"}
 THREADS = {"baseline": (1, 2), "now": (1, 1)}  # (intra-op, inter-op) of each tree's jobs
@@ -71,7 +72,7 @@ def _settings(objective, training, steps, n_train):
 
 
 def worker(spec):
-    """In a fresh process on one tree: steps/s of that tree's fit between N1 and N2 steps."""
+    """In a fresh process on one tree: steps/s of that tree's fit (:func:`timed_fit`)."""
     import numpy as np
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -90,28 +91,22 @@ def worker(spec):
         arrays = np.load(spec["data"])
         inputs = {"train": arrays["train"], "val": arrays["val"]}
         shape = arrays["train"].shape[1:]
-    n_train = len(inputs.get("train", ()))
-    times = []
-    for n in spec["steps"]:
-        settings, steps = _settings(objective, training, n, n_train)
-        train.set_seeds(0)
-        flow = build_flow(name, shape, **hparams)
-        if objective == "mle":
-            initialize(flow, inputs["train"][:1024])
-        with tempfile.TemporaryDirectory() as workdir:
-            start = time.perf_counter()
-            result = train.fit(flow, objective, settings=settings, workdir=workdir, seed=0,
-                               **inputs)  # fmt: skip
-            times.append((result.steps, time.perf_counter() - start))
-    (s1, t1), (s2, t2) = times
+    settings, _ = _settings(objective, training, spec["steps"], len(inputs.get("train", ())))
+    train.set_seeds(0)
+    flow = build_flow(name, shape, **hparams)
+    if objective == "mle":
+        initialize(flow, inputs["train"][:1024])
+    with tempfile.TemporaryDirectory() as workdir:
+        rate, result = timed_fit(train.fit, flow, objective, settings=settings, workdir=workdir,
+                                 seed=0, **inputs)  # fmt: skip
     params = int(sum(np.prod(v.shape) for v in flow.trainable_variables))
-    print(json.dumps({"rate": (s2 - s1) / (t2 - t1), "steps": [s1, s2], "params": params,
+    print(json.dumps({"rate": rate, "steps": result.steps, "params": params,
                       "flows_tf": str(pathlib.Path(train.__file__).parent)}))  # fmt: skip
 
 
 def measure(tree, case, steps, threads, data, loop):
     """Run :func:`worker` in a fresh interpreter that imports ``flows_tf`` from ``tree``."""
-    spec = {"case": case, "steps": list(steps), "threads": list(threads), "data": str(data),
+    spec = {"case": case, "steps": steps, "threads": list(threads), "data": str(data),
             "loop": loop}  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
