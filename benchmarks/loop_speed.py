@@ -47,6 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=4.0, help="target seconds per measurement")
     p.add_argument("--only", nargs="*", default=None, help="subset of case names")
     p.add_argument("--no-zuko", action="store_true")
+    p.add_argument("--xla", action="store_true", help="XLA blocks for every case (jit_compile)")
     p.add_argument("--out", type=pathlib.Path, default=HERE / "LOOP_SPEED.md")
     return p.parse_args(argv)
 
@@ -307,6 +308,9 @@ def main(argv=None):
     threads = runtime.configure(args.threads)
     config = yaml.safe_load(args.config.read_text())
     todo = [(n, j) for n, j in cases(config) if not args.only or n in args.only]
+    if args.xla:  # every case in XLA blocks, each beside its graph-mode twin
+        todo = [(n, dataclasses.replace(j, training={**j.training, "jit_compile": True}))
+                for n, j in todo]  # fmt: skip
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     rows = []
