@@ -158,7 +158,6 @@ def main(argv=None):
     from flows_tf import datasets, experiment
 
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         old = pathlib.Path(tmp) / "baseline"

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -55,8 +56,6 @@ def kl_after_fit(config, target, flow_name, seed, jit):
 def main(argv=None):
     args = parse_args(argv)
     started, load_before = time.perf_counter(), os.getloadavg()
-    import sys
-
     import yaml
 
     sys.path.insert(0, str(ROOT))
