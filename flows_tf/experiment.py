@@ -113,18 +113,22 @@ def flow_variant(config: dict, flow: str, dataset: str | None = None) -> tuple[s
     builder = options.pop("flow", flow)
     if dataset is not None:
         options.update(by_dataset.get(dataset) or {})
+        options.pop("training", None)
     return builder, options
 
 
 def training_settings(config: dict, section: str, dataset: str, flow: str) -> dict:
     """A job's training settings: the section's ``training``, then its ``training_by_dataset``
-    entry for the data set, then the flow variant's own ``training`` (later ones win)."""
+    entry for the data set, then the flow variant's own ``training``, then the ``training`` of
+    the variant's ``by_dataset`` entry for the data set (later ones win)."""
     part = config.get(section) or {}
     variant = (config.get("flows") or {}).get(flow) or {}
+    variant_here = (variant.get("by_dataset") or {}).get(dataset) or {}
     return {
         **(part.get("training") or {}),
         **((part.get("training_by_dataset") or {}).get(dataset) or {}),
         **(variant.get("training") or {}),
+        **(variant_here.get("training") or {}),
     }
 
 
@@ -352,7 +356,8 @@ def _flow_variant_problems(config: dict) -> list[str]:
             if dataset not in DATASETS and dataset not in (config.get("datasets") or {}):
                 problems.append(_unknown(where, "data set", dataset, DATASETS))
             for hparam, value in (entry or {}).items():
-                problems += _hparam_problems(f"{where}.{hparam}", builder, hparam, value)
+                if hparam != "training":  # its training settings (schema-checked)
+                    problems += _hparam_problems(f"{where}.{hparam}", builder, hparam, value)
     return problems
 
 

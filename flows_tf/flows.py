@@ -49,6 +49,7 @@ from flows_tf.bijectors.conditioners import (
     ShiftCoupling,
     SplineCoupling,
 )
+from flows_tf.bijectors.onepass import SEQUENTIAL
 
 __all__ = ["DATA_AFFINES", "FLOWS", "build_flow", "initialize"]
 
@@ -196,17 +197,21 @@ def _made_stack(
     hidden_units: Sequence[int],
     order: str,
     shift_side: str,
+    sequential: str,
 ) -> tuple[list[OnePassMAF], Callable[[int], tfb.Permute]]:
     """MAF layers (each a one-pass ``tfb.MaskedAutoregressiveFlow``), permutations between."""
     num_layers = _count("num_layers", num_layers)
     hidden_units = _units("hidden_units", hidden_units)
     _choice("order", order, ("reverse", "random"))
     _choice("shift_side", shift_side, SHIFT_SIDES)
+    _choice("sequential", sequential, SEQUENTIAL)
     layers = []
     for i in range(num_layers):
         made = _built_made(d, dtype, hidden_units, name=f"made_{i}")
         affine = MADEAffine(made, shift_side=shift_side)
-        layers.append(OnePassMAF(shift_and_log_scale_fn=affine, name=f"maf_{i}"))
+        layers.append(
+            OnePassMAF(shift_and_log_scale_fn=affine, sequential=sequential, name=f"maf_{i}")
+        )
     return layers, (lambda i: _order(order, d, i))
 
 
@@ -484,6 +489,7 @@ def maf(
     order: str = "reverse",
     data_affine: str = "full",
     shift_side: str = "data",
+    sequential: str = "full_passes",
 ) -> tfb.Chain:
     """MAF: stacked masked autoregressive flows (MADE networks), orders reversed between layers.
 
@@ -515,12 +521,15 @@ def maf(
       shift_side: ``"data"`` (default; TFP's and the paper's ``x = z exp(s) + t``) or
         ``"noise"`` (``x = (z + c) exp(s)``, zuko's and nflows' form;
         :class:`~flows_tf.bijectors.conditioners.MADEAffine`).
+      sequential: how sampling, the sequential direction, runs: ``"full_passes"`` (default,
+        TFP's D MADE passes per layer) or ``"by_degree"`` (the same map in one pass's
+        arithmetic, :mod:`flows_tf.bijectors.by_degree`).
 
     References:
       George Papamakarios, Theo Pavlakou and Iain Murray. Masked Autoregressive Flow for
       Density Estimation. NeurIPS 2017. arXiv:1705.07057.
     """
-    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order, shift_side)
+    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order, shift_side, sequential)
     data_side = _data_affine(data_affine, d, dtype)
     return tfb.Chain([*data_side, *_interleave(layers, between)], name="maf")
 
@@ -534,6 +543,7 @@ def iaf(
     order: str = "reverse",
     data_affine: str = "full",
     shift_side: str = "data",
+    sequential: str = "full_passes",
 ) -> tfb.Chain:
     """IAF: the inverse of MAF, ``tfb.Invert(MaskedAutoregressiveFlow)`` per layer.
 
@@ -548,13 +558,16 @@ def iaf(
       hidden_units: hidden widths of each MADE (default 2 x 512).
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
       shift_side: ``"data"`` (default) or ``"noise"``, as for :func:`maf`.
+      sequential: how the density, the sequential direction, runs: ``"full_passes"``
+        (default, TFP's D MADE passes per layer) or ``"by_degree"`` (the same map in one
+        pass's arithmetic, :mod:`flows_tf.bijectors.by_degree`).
 
     References:
       Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever and Max
       Welling. Improved Variational Inference with Inverse Autoregressive Flow. NeurIPS 2016.
       arXiv:1606.04934.
     """
-    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order, shift_side)
+    layers, between = _made_stack(d, dtype, num_layers, hidden_units, order, shift_side, sequential)
     layers = [tfb.Invert(layer, name=f"iaf_{i}") for i, layer in enumerate(layers)]
     data_side = _data_affine(data_affine, d, dtype)
     return tfb.Chain([*data_side, *_interleave(layers, between)], name="iaf")

@@ -28,8 +28,8 @@ FLOW_HPARAMS = {
     "nice": ("num_layers", "hidden_units", "data_affine"),
     "realnvp": ("num_layers", "hidden_units", "data_affine"),
     "glow": ("num_layers", "hidden_units", "image_shape", "data_affine"),
-    "maf": ("num_layers", "hidden_units", "order", "data_affine", "shift_side"),
-    "iaf": ("num_layers", "hidden_units", "order", "data_affine", "shift_side"),
+    "maf": ("num_layers", "hidden_units", "order", "data_affine", "shift_side", "sequential"),
+    "iaf": ("num_layers", "hidden_units", "order", "data_affine", "shift_side", "sequential"),
     "nsf": ("num_layers", "hidden_units", "num_bins", "tail_bound", "data_affine"),
 }
 
@@ -38,6 +38,7 @@ HPARAM_CHOICES = {
     "order": ("reverse", "random"),
     "data_affine": ("full", "diag", "none"),
     "shift_side": ("data", "noise"),
+    "sequential": ("full_passes", "by_degree"),
 }
 
 ONE_PASS_SAMPLERS = ("gaussian", "planar", "radial", "nice", "realnvp", "glow", "iaf", "nsf")

@@ -315,6 +315,30 @@ def test_training_settings_merge_section_dataset_and_flow():
     assert "training" not in job.hparams
 
 
+def test_training_by_dataset_of_a_variant_wins_for_that_dataset_only():
+    import jsonschema
+
+    config = copy.deepcopy(TINY)
+    config["mle"]["datasets"].append("digits")
+    config["mle"]["training"] = {"max_epochs": 50}
+    config["flows"]["iaf"] = {
+        **config["flows"]["iaf"],
+        "training": {"max_epochs": 15},
+        "by_dataset": {"digits": {"sequential": "by_degree", "training": {"max_epochs": 40}}},
+    }
+    experiment.check_config(config)
+    jsonschema.validate(config, SCHEMA)
+    digits = experiment.make_job(config, "digits", "iaf", 0)
+    eight = experiment.make_job(config, "eight_gaussians", "iaf", 0)
+    assert digits.training == {"max_epochs": 40}
+    assert digits.hparams == {**TINY["flows"]["iaf"], "sequential": "by_degree"}
+    assert eight.training == {"max_epochs": 15}
+    assert "sequential" not in eight.hparams
+    config["flows"]["iaf"]["by_dataset"]["digits"]["training"] = {"max_epoch": 40}
+    with pytest.raises(jsonschema.ValidationError, match="max_epoch"):
+        jsonschema.validate(config, SCHEMA)
+
+
 def test_hyperparameters_by_dataset_replace_the_variants_for_that_dataset_only():
     import jsonschema
 

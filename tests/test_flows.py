@@ -35,13 +35,17 @@ def autodiff_log_prob(flow, x):
 
 
 NOISE_SHIFT = {"shift_side": "noise"}
+BY_DEGREE = {"sequential": "by_degree"}
 CASES = [(name, d, {}) for name in FLOWS for d in (2, 5)] + [
     ("glow", 64, GLOW_IMAGE),
     ("maf", 5, NOISE_SHIFT),
     ("iaf", 5, NOISE_SHIFT),
+    ("maf", 5, BY_DEGREE),
+    ("iaf", 5, BY_DEGREE),
+    ("iaf", 5, {**NOISE_SHIFT, **BY_DEGREE}),
 ]
 IDS = [
-    f"{n}-D{d}" + ("-image" if h is GLOW_IMAGE else "-noise_shift" if h else "")
+    f"{n}-D{d}" + ("-image" if h is GLOW_IMAGE else "".join(f"-{v}" for v in h.values()))
     for n, d, h in CASES
 ]
 
@@ -109,10 +113,13 @@ def assert_lower_triangular(bij, d, dtype):
         assert np.any(np.abs(jac[:, np.tril_indices(d, -1)[0], np.tril_indices(d, -1)[1]]) > 0)
 
 
+@pytest.mark.parametrize("sequential", ["full_passes", "by_degree"])
 @pytest.mark.parametrize("name", ["maf", "iaf"])
-def test_autoregressive_sparsity_survives_training(name, make_flow, walk, small_hparams, dtype):
+def test_autoregressive_sparsity_survives_training(
+    name, sequential, make_flow, walk, small_hparams, dtype
+):
     d = 5
-    flow = make_flow(name, d, perturb=PERTURB)
+    flow = make_flow(name, d, perturb=PERTURB, sequential=sequential)
     layers = autoregressive_layers(flow, walk)
     assert len(layers) == small_hparams[name]["num_layers"]
     for layer in layers:

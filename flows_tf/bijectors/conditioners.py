@@ -204,9 +204,11 @@ class MADEAffine(tf.Module):
         self.shift_side = shift_side
 
     def __call__(self, x: tf.Tensor, **kwargs) -> tuple[tf.Tensor, tf.Tensor]:
-        shift, raw = tf.unstack(self.made(x, **kwargs), num=2, axis=-1)
+        return self.shift_and_log_scale(*tf.unstack(self.made(x, **kwargs), num=2, axis=-1))
+
+    def shift_and_log_scale(self, c: tf.Tensor, raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """TFP's ``(shift, log_scale)`` from the MADE's two outputs ``(c, r)``."""
         bound = tf.constant(self.log_scale_bound, raw.dtype)
         log_scale = bound * tf.tanh(raw / bound)
-        if self.shift_side == "noise":
-            shift = shift * tf.exp(log_scale)
+        shift = c * tf.exp(log_scale) if self.shift_side == "noise" else c
         return shift, log_scale

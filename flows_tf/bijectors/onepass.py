@@ -17,10 +17,16 @@ import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
+from flows_tf.bijectors.by_degree import check_by_degree, forward_by_degree
+from flows_tf.bijectors.conditioners import MADEAffine
+
 if TYPE_CHECKING:
     from tensorflow_probability import distributions as tfd
 
-__all__ = ["OnePassMAF", "OnePassRealNVP", "stock_twin"]
+__all__ = ["OnePassMAF", "OnePassRealNVP", "stock_twin", "SEQUENTIAL"]
+
+# how OnePassMAF runs its sequential direction (forward: MAF sampling, IAF density)
+SEQUENTIAL = ("full_passes", "by_degree")
 
 # tfb.Invert(b) returns an instance of this private base class when b holds variables
 _INVERT = invert_lib._Invert  # noqa: SLF001
@@ -32,7 +38,13 @@ class OnePassMAF(tfb.MaskedAutoregressiveFlow):
     Map (per element): ``x_i = z_i exp(s_i(x_{<i})) + t_i(x_{<i})``; the inverse
     ``z = (x - t(x)) exp(-s(x))`` and ``log|det dz/dx| = -sum_i s_i(x)`` share one network pass.
 
-    Args: those of ``tfb.MaskedAutoregressiveFlow`` (e.g. ``shift_and_log_scale_fn``, ``name``).
+    The sequential direction (``forward``) is TFP's D full MADE passes by default;
+    ``sequential="by_degree"`` computes the same map with one pass's arithmetic
+    (:mod:`flows_tf.bijectors.by_degree`; needs a :class:`MADEAffine` over a left-to-right,
+    equal-degree ``tfb.AutoregressiveNetwork``) and caches its log-determinant too.
+
+    Args: those of ``tfb.MaskedAutoregressiveFlow`` (e.g. ``shift_and_log_scale_fn``, ``name``),
+    and ``sequential``: one of :data:`SEQUENTIAL`.
 
     Example:
       >>> made = tfb.AutoregressiveNetwork(params=2, hidden_units=[16], event_shape=[3])
@@ -46,6 +58,23 @@ class OnePassMAF(tfb.MaskedAutoregressiveFlow):
       George Papamakarios, Theo Pavlakou and Iain Murray. Masked Autoregressive Flow for Density
       Estimation. NeurIPS 2017. arXiv:1705.07057.
     """
+
+    def __init__(self, *args, sequential: str = "full_passes", **kwargs) -> None:
+        if sequential not in SEQUENTIAL:
+            raise ValueError(f"sequential must be one of {SEQUENTIAL}, got {sequential!r}")
+        super().__init__(*args, **kwargs)
+        if sequential == "by_degree":
+            if not isinstance(self._shift_and_log_scale_fn, MADEAffine):
+                raise ValueError("sequential='by_degree' needs a MADEAffine shift_and_log_scale_fn")
+            check_by_degree(self._shift_and_log_scale_fn.made)
+        self._sequential = sequential
+
+    def _forward(self, x: tf.Tensor, **kwargs) -> tf.Tensor:
+        if self._sequential == "full_passes":
+            return super()._forward(x, **kwargs)
+        y, log_det = forward_by_degree(self._shift_and_log_scale_fn, x)
+        self._cache.forward_attributes(x, **kwargs)["ildj"] = -log_det
+        return y
 
     def _inverse(self, y: tf.Tensor, **kwargs) -> tf.Tensor:
         bijector = self._bijector_fn(y, **kwargs)

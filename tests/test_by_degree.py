@@ -1,0 +1,127 @@
+"""MAF's sequential direction by degree: TFP's D-pass values, gradients and refusals."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from tensorflow_probability import bijectors as tfb
+
+from flows_tf.bijectors.by_degree import check_by_degree
+from flows_tf.bijectors.conditioners import MADEAffine
+from flows_tf.bijectors.onepass import OnePassMAF
+
+
+def made(d, hidden_units, dtype, seed=0, **kwargs):
+    """A built MADE with random weights that respect its masks (output layer included)."""
+    floatx = tf_keras.backend.floatx()
+    tf_keras.backend.set_floatx(dtype.name)  # TFP's hidden Activation layers follow floatx
+    try:
+        tf.random.set_seed(seed)
+        kwargs = {"activation": "relu", **kwargs}
+        net = tfb.AutoregressiveNetwork(
+            params=2, event_shape=[d], hidden_units=hidden_units, dtype=dtype, **kwargs
+        )
+        net(tf.zeros([1, d], dtype))
+    finally:
+        tf_keras.backend.set_floatx(floatx)
+    rng = np.random.RandomState(seed)
+    for v in net.trainable_variables:
+        v.assign(0.4 * rng.standard_normal(v.shape))
+        if v.constraint is not None:
+            v.assign(v.constraint(v))
+    return net
+
+
+def pair(d, hidden_units, dtype, shift_side="data"):
+    """The same MAF layer twice: TFP's D full passes, and by degree."""
+    affine = MADEAffine(made(d, hidden_units, dtype), shift_side=shift_side)
+    return (
+        tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=affine),
+        OnePassMAF(shift_and_log_scale_fn=affine, sequential="by_degree"),
+    )
+
+
+SHAPES = [(1, [4]), (2, [8, 8]), (5, [8, 8]), (5, [3]), (6, [16, 7, 9]), (4, [])]
+
+
+@pytest.mark.parametrize("shift_side", ["data", "noise"])
+@pytest.mark.parametrize("d,hidden_units", SHAPES)
+def test_forward_and_log_det_equal_tfps_d_passes(d, hidden_units, shift_side, dtype, tol):
+    stock, ours = pair(d, hidden_units, dtype, shift_side)
+    # two batch axes (TFP's MADE itself needs one when d = 1)
+    u = tf.constant(np.random.RandomState(1).randn(*([3, 7] if d > 1 else [21]), d), dtype)
+    rtol, atol = tol(1e-12, 1e-5), tol(1e-12, 1e-5)
+    np.testing.assert_allclose(ours.forward(u), stock.forward(u), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        ours.forward_log_det_jacobian(u, event_ndims=1),
+        stock.forward_log_det_jacobian(tf.identity(u), event_ndims=1),
+        rtol=rtol,
+        atol=atol,
+    )
+    y = ours.forward(u)  # and it is MAF's map: the (parallel) inverse takes it back
+    np.testing.assert_allclose(ours.inverse(tf.identity(y)), u, rtol=0, atol=tol(1e-10, 1e-4))
+
+
+@pytest.mark.parametrize("d,hidden_units", [(5, [8, 8]), (6, [16, 7, 9])])
+def test_gradients_equal_tfps_on_every_unmasked_weight(d, hidden_units, dtype, tol):
+    """Each weight the masks leave free gets TFP's gradient (masked ones have no effect)."""
+    stock, ours = pair(d, hidden_units, dtype)
+    u = tf.constant(np.random.RandomState(2).randn(16, d), dtype)
+    network = ours.parameters["shift_and_log_scale_fn"].made
+    variables = network.trainable_variables
+    grads = []
+    for bijector in (stock, ours):
+        with tf.GradientTape() as tape:
+            y = bijector.forward(tf.identity(u))
+            loss = tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(
+                bijector.forward_log_det_jacobian(tf.identity(u), event_ndims=1)
+            )
+        grads.append(tape.gradient(loss, variables))
+    for v, g_stock, g_ours in zip(variables, *grads, strict=True):
+        mask = v.constraint(tf.ones_like(v)) if v.constraint is not None else tf.ones_like(v)
+        np.testing.assert_allclose(
+            g_ours * mask, g_stock * mask, rtol=tol(1e-10, 1e-4), atol=tol(1e-12, 1e-5)
+        )
+        assert np.any(g_ours.numpy() != 0)
+
+
+def test_the_walk_does_one_passs_arithmetic(dtype):
+    """TFP's forward runs the MADE D times in a loop; the walk multiplies each weight once."""
+    d, hidden_units = 6, [16, 16]
+    stock, ours = pair(d, hidden_units, dtype)
+    u = tf.zeros([4, d], dtype)
+    graph = tf.function(ours.forward).get_concrete_function(u).graph
+    assert not any(op.type in ("While", "StatelessWhile") for op in graph.get_operations())
+    multiplied = sum(
+        int(np.prod(op.inputs[1].shape)) for op in graph.get_operations() if op.type == "MatMul"
+    )
+    kernels = ours.parameters["shift_and_log_scale_fn"].made.trainable_variables[0::2]
+    # the hidden and output kernels once each (the first kernel enters row by row, elementwise)
+    assert multiplied == sum(int(np.prod(k.shape)) for k in kernels[1:])
+    stock_graph = tf.function(stock.forward).get_concrete_function(u).graph
+    assert any(op.type in ("While", "StatelessWhile") for op in stock_graph.get_operations())
+
+
+@pytest.mark.parametrize(
+    "kwargs,problem",
+    [
+        ({"hidden_degrees": "random"}, "hidden_degrees='random'"),
+        ({"input_order": "right-to-left"}, "input_order='right-to-left'"),
+        ({"activation": "tanh"}, "activation='tanh'"),
+    ],
+)
+def test_a_made_the_walk_cannot_follow_is_refused_by_name(kwargs, problem):
+    net = made(4, [8], tf.float64, **kwargs)
+    with pytest.raises(ValueError, match=problem):
+        check_by_degree(net)
+    with pytest.raises(ValueError, match=problem):
+        OnePassMAF(shift_and_log_scale_fn=MADEAffine(net), sequential="by_degree")
+
+
+def test_unknown_sequential_mode_and_foreign_conditioner_are_refused():
+    with pytest.raises(ValueError, match="sequential must be one of"):
+        OnePassMAF(shift_and_log_scale_fn=MADEAffine(made(3, [4], tf.float64)), sequential="fast")
+    net = made(3, [4], tf.float64)
+    with pytest.raises(ValueError, match="needs a MADEAffine"):
+        OnePassMAF(shift_and_log_scale_fn=lambda x: (x, x), sequential="by_degree")
+    OnePassMAF(shift_and_log_scale_fn=MADEAffine(net), sequential="by_degree")  # accepted
