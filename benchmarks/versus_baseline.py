@@ -11,8 +11,9 @@ temporary folder. For each case, side by side in one run, alternating the two tr
 - steps/s is taken between the first and the last evaluation of one fit of N steps
   (validation every epoch, or every 100 VI steps, in both trees), so that import, tracing,
   XLA compilation and set-up are left out; ``baseline`` uses its own jobs' thread
-  setting (intra-op 1, inter-op 2), ``now`` the jobs' setting since c6d7734 (one thread) and
-  the loop settings (``steps_per_call``, ``jit_compile``) the default config gives the job.
+  setting (intra-op 1, inter-op 2), ``now`` the jobs' setting since c6d7734 (one thread), the
+  loop settings (``steps_per_call``, ``jit_compile``) the default config gives the job and its
+  way of running the same map (``sequential``: MAF/IAF's sequential direction by degree).
 
 The four cases are the ones the issue names: MAF 5 x (64, 64) on 2-D data, planar K = 32
 reverse KL, NSF and IAF on 8x8 digits, all at batch 256.
@@ -49,6 +50,7 @@ CASES = {  # name: (objective, data, flow, hparams, training settings, steps)
 VARIANTS = {"planar_k32_vi": "planar_k32"}
 THREADS = {"baseline": (1, 2), "now": (1, 1)}  # (intra-op, inter-op) of each tree's jobs
 LOOP_SETTINGS = ("steps_per_call", "jit_compile")  # `now` takes the default config's, if set
+SAME_MAP_HPARAMS = ("sequential",)  # hparams that change how, not what: `now` takes the config's
 
 
 def parse_args(argv=None):
@@ -85,6 +87,7 @@ def worker(spec):
 
     objective, data, name, hparams, training, _ = CASES[spec["case"]]
     training = {**training, **spec["loop"]}
+    hparams = {**hparams, **spec["how"]}
     if objective == "vi":
         inputs, shape = {"target": datasets.energy_target(data)}, (2,)
     else:
@@ -104,10 +107,10 @@ def worker(spec):
                       "flows_tf": str(pathlib.Path(train.__file__).parent)}))  # fmt: skip
 
 
-def measure(tree, case, steps, threads, data, loop):
+def measure(tree, case, steps, threads, data, loop, how):
     """Run :func:`worker` in a fresh interpreter that imports ``flows_tf`` from ``tree``."""
     spec = {"case": case, "steps": steps, "threads": list(threads), "data": str(data),
-            "loop": loop}  # fmt: skip
+            "loop": loop, "how": how}  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
                           capture_output=True, text=True, cwd=tree)  # fmt: skip
@@ -133,7 +136,8 @@ def write(rows, meta, baseline, out):
         "/ inter-op 2), `now` this commit at its jobs' one thread; each process alone on the "
         "machine, the two trees alternating. `params`: trainable parameters (baseline / now).",
         "",
-        "| case | params | now's loop settings | baseline | now | now / baseline | runs |",
+        "| case | params | now's loop and sequential pass | baseline | now | now / baseline "
+        "| runs |",
         "|---|---|---|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -175,17 +179,21 @@ def main(argv=None):
             variant = VARIANTS.get(case, flow)  # the config's name of the flow variant
             job = experiment.training_settings(config, objective, data, variant)
             loops = {"baseline": {}, "now": {k: job[k] for k in LOOP_SETTINGS if k in job}}
+            _, variant_hparams = experiment.flow_variant(config, variant, data)
+            hows = {"baseline": {}, "now": {k: variant_hparams[k] for k in SAME_MAP_HPARAMS
+                                            if k in variant_hparams}}  # fmt: skip
             runs = {"baseline": [], "now": []}
             for _ in range(args.repeats):
                 for key, tree in trees.items():
-                    runs[key].append(measure(tree, case, steps, THREADS[key], arrays, loops[key]))
+                    runs[key].append(measure(tree, case, steps, THREADS[key], arrays, loops[key],
+                                             hows[key]))  # fmt: skip
                     print(case, key, f"{runs[key][-1]['rate']:.3g} steps/s", flush=True)
             rates = {k: float(np.median([r["rate"] for r in v])) for k, v in runs.items()}
             params = " / ".join(str(runs[k][0]["params"]) for k in trees)
             runs_text = "; ".join(f"{k}: " + ", ".join(fmt_rate(r["rate"]) for r in v)
                                   for k, v in runs.items())  # fmt: skip
             rows.append({"case": case, "params": params, **rates, "runs": runs_text,
-                         "steps": steps, "now_loop": loops["now"]})  # fmt: skip
+                         "steps": steps, "now_loop": {**loops["now"], **hows["now"]}})  # fmt: skip
     meta = run_meta("versus_baseline.py", argv, started, load_before)
     write(rows, meta, args.baseline, args.out)
     print(f"wrote {args.out}")

@@ -11,6 +11,9 @@ data to noise (density evaluation). Every bijector here acts on the last axis
   ``MaskedAutoregressiveFlow`` and ``RealNVP`` evaluating their conditioner once per density
   evaluation (the log-determinant is cached with the inverse); :func:`stock_twin` rebuilds a
   flow from TFP's stock classes with the same variables, for comparisons.
+- :mod:`flows_tf.bijectors.by_degree`: MAF's sequential direction (its sampling, IAF's density)
+  in one MADE pass's arithmetic, walking the units in order of degree
+  (``OnePassMAF(sequential="by_degree")``) instead of TFP's D full passes.
 - :mod:`flows_tf.bijectors.conditioners`: ``tf.Module`` networks for ``tfb.RealNVP`` and
   ``tfb.MaskedAutoregressiveFlow``.
 """
