@@ -1,4 +1,4 @@
-"""Training loop: settings, compiled step, early stopping, MADE masks, divergence, resume."""
+"""Training loop: settings, compiled step, stopping, clipping, MADE masks, divergence, resume."""
 
 import json
 import os
@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from flows_tf import evaluate, train
+from flows_tf import evaluate, objectives, train
 from flows_tf.flows import build_flow
+from flows_tf.objectives.base import Objective, as_data
 
 tfb = tfp.bijectors
 
@@ -212,6 +213,53 @@ class _PoisonedTarget:
         with tf.control_dependencies([self.poison.assign(tf.maximum(self.poison - 1, 0))]):
             value = _shifted_gaussian(x)
         return tf.where(bad, tf.constant(np.nan, value.dtype), value)
+
+
+class SpikedMLE(Objective):
+    """Full-batch maximum likelihood whose loss, so its gradient, is ``spike_scale`` times larger
+    at step ``spike_step``."""
+
+    name, needs, required = "spiked_mle", ("train",), ("train",)
+    extra_settings = {"spike_step": 20, "spike_scale": 1e12}
+
+    def __init__(self, flow, settings, seed, *, train=None, **_):
+        super().__init__(flow, settings, seed, train=train)
+        self._x = tf.constant(as_data(train, "train", flow))
+        self.total_steps, self.eval_every = int(settings["steps"]), 50
+        self.signature = [tf.TensorSpec([None], tf.int32)]
+
+    def block(self, start, k):
+        return (np.arange(start, start + k, dtype=np.int32),)
+
+    def loss(self, step):
+        spike = tf.equal(step, int(self.settings["spike_step"]))
+        factor = tf.where(spike, float(self.settings["spike_scale"]), 1.0)
+        return factor * -tf.reduce_mean(self.flow.log_prob(self._x))
+
+    def score(self, step, train_loss):
+        return -train_loss
+
+
+def test_clip_norm_keeps_one_huge_gradient_from_freezing_adam(monkeypatch, tmp_path):
+    """A gradient 1e12 times too large at step 20 fills Adam's second moment: unclipped, every
+    later update is ~1e-12 of its size and the fit stops where it was; clipped, it trains like a
+    fit without the spike."""
+    monkeypatch.setitem(objectives.OBJECTIVES, SpikedMLE.name, SpikedMLE)
+    x = np.random.default_rng(1).normal(2.0, 0.5, size=(256, 2)).astype(np.float32)
+
+    def mean_losses(spike_scale, clip_norm):  # of steps 51-100 and of steps 351-400
+        train.set_seeds(0)
+        flow = build_flow("maf", [2], num_layers=1, hidden_units=[8], data_affine="none")
+        settings = {"steps": 400, "learning_rate": 2e-2, "patience": None,
+                    "clip_norm": clip_norm, "spike_scale": spike_scale}  # fmt: skip
+        workdir = tmp_path / f"{spike_scale}-{clip_norm}"
+        fit = train.fit(flow, SpikedMLE.name, train=x, settings=settings, workdir=workdir, seed=0)
+        return fit.history[1]["train_loss"], fit.history[-1]["train_loss"]
+
+    smooth, frozen, clipped = (mean_losses(*a) for a in ((1.0, None), (1e12, None), (1e12, 100.0)))
+    assert smooth[0] - smooth[1] > 0.5  # a fit without the spike improves in this window
+    assert abs(frozen[1] - frozen[0]) < 0.05  # one spike, and it no longer moves
+    assert abs(clipped[1] - smooth[1]) < 0.1  # clipped, it ends where the smooth fit does
 
 
 def test_nonfinite_loss_fails_naming_the_step(tmp_path, small_hparams):
