@@ -113,11 +113,18 @@ def _steps_for(job, steps, inputs):
     return s, steps
 
 
-def timed_fit(fit, *args, **kwargs):
+def timed_fit(fit, *args, every=None, **kwargs):
     """``fit(*args, **kwargs)`` with a clock at each evaluation: ``(steps/s, result)``, the rate
-    between the first and the last evaluation (tracing, XLA compilation and set-up excluded)."""
+    between the first and the last evaluation (tracing, XLA compilation and set-up excluded).
+    ``every``: only evaluations at multiples of it count (an evaluation at a ragged end follows
+    a shorter block, which XLA compiles anew)."""
     stamps = []
-    result = fit(*args, log=lambda step, _: stamps.append((step, time.perf_counter())), **kwargs)
+
+    def stamp(step, _):
+        if every is None or step % every == 0:
+            stamps.append((step, time.perf_counter()))
+
+    result = fit(*args, log=stamp, **kwargs)
     if len(stamps) < 2:
         raise SystemExit(f"{len(stamps)} evaluation(s) in {result.steps} steps; raise the steps")
     (s1, t1), (s2, t2) = stamps[0], stamps[-1]
@@ -133,7 +140,8 @@ def fit_rate(job, build, inputs, steps, repeats):
         settings, _ = _steps_for(job, steps, inputs)
         with tempfile.TemporaryDirectory() as workdir:
             rate, _ = timed_fit(train.fit, build(), job.method, settings=settings,
-                                workdir=workdir, seed=0, **inputs)  # fmt: skip
+                                workdir=workdir, seed=0, every=settings.get("eval_every"),
+                                **inputs)  # fmt: skip
         rates.append(rate)
     return median(rates)
 

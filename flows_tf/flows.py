@@ -50,6 +50,7 @@ from flows_tf.bijectors.conditioners import (
     SplineCoupling,
 )
 from flows_tf.bijectors.onepass import SEQUENTIAL
+from flows_tf.bijectors.solve import ScaleMatvecLU
 
 __all__ = ["DATA_AFFINES", "FLOWS", "build_flow", "initialize"]
 
@@ -111,11 +112,11 @@ def _data_affine(kind: str, d: int, dtype: tf.DType) -> list[tfb.Bijector]:
     return []
 
 
-def _lu_mixing(d: int, dtype: tf.DType, name: str) -> tfb.ScaleMatvecLU:
-    """``tfb.ScaleMatvecLU`` initialised at a random rotation (Glow); LU and pivots checkpointed."""
+def _lu_mixing(d: int, dtype: tf.DType, name: str) -> ScaleMatvecLU:
+    """``ScaleMatvecLU`` initialised at a random rotation (Glow); LU and pivots checkpointed."""
     q, _ = tf.linalg.qr(tf.random.normal([d, d], dtype=dtype))
     lower_upper, perm = tf.linalg.lu(q)
-    return tfb.ScaleMatvecLU(
+    return ScaleMatvecLU(
         tf.Variable(lower_upper, name=f"{name}_lower_upper"),
         tf.Variable(perm, trainable=False, name=f"{name}_permutation"),
         name=name,

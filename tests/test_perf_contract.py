@@ -11,6 +11,9 @@ from flows_tf.bijectors.onepass import OnePassMAF, OnePassRealNVP, stock_twin
 
 ONE_PASS = ["glow", "iaf", "maf", "nice", "nsf", "realnvp"]  # flows built from one-pass layers
 PERTURB = 0.1  # coupling nets start at zero: the identity would hide bugs
+# ours computes these with other ops than TFP (spline bins by comparison, one batched solve):
+# the same values up to rounding, not bit for bit
+OTHER_OPS = {"glow", "nsf"}
 
 
 def data(d, dtype, n=16, seed=0):
@@ -48,7 +51,10 @@ def test_log_prob_and_gradients_identical_to_stock(name, make_flow, dtype, tol):
     x = data(d, dtype)
     with tf.GradientTape(persistent=True) as tape:
         lp_ours, lp_stock = flow.log_prob(x), stock.log_prob(x)
-    np.testing.assert_array_equal(lp_ours.numpy(), lp_stock.numpy())
+    if name in OTHER_OPS:
+        np.testing.assert_allclose(lp_ours.numpy(), lp_stock.numpy(), rtol=tol(1e-13, 1e-6))
+    else:
+        np.testing.assert_array_equal(lp_ours.numpy(), lp_stock.numpy())
     g_ours = tape.gradient(lp_ours, flow.trainable_variables)
     g_stock = tape.gradient(lp_stock, flow.trainable_variables)
     for a, b in zip(g_ours, g_stock, strict=True):

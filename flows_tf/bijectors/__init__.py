@@ -14,6 +14,10 @@ data to noise (density evaluation). Every bijector here acts on the last axis
 - :mod:`flows_tf.bijectors.by_degree`: MAF's sequential direction (its sampling, IAF's density)
   in one MADE pass's arithmetic, walking the units in order of degree
   (``OnePassMAF(sequential="by_degree")``) instead of TFP's D full passes.
+- :class:`RationalQuadraticSpline` (:mod:`flows_tf.bijectors.spline`): TFP's spline with its
+  bin found by comparisons instead of a search and gathers, value and log-derivative together.
+- :mod:`flows_tf.bijectors.solve`: linear inverses that solve a whole batch in one call
+  (:class:`ScaleMatvecLU`, Glow's mixing; :class:`AffineNorm` uses it too).
 - :mod:`flows_tf.bijectors.conditioners`: ``tf.Module`` networks for ``tfb.RealNVP`` and
   ``tfb.MaskedAutoregressiveFlow``.
 """
@@ -23,6 +27,8 @@ from flows_tf.bijectors.affinenorm import AffineNorm
 from flows_tf.bijectors.onepass import OnePassMAF, OnePassRealNVP, stock_twin
 from flows_tf.bijectors.planar import Planar, planar_u_hat
 from flows_tf.bijectors.radial import Radial
+from flows_tf.bijectors.solve import ScaleMatvecLU
+from flows_tf.bijectors.spline import RationalQuadraticSpline
 
 __all__ = [
     "ActNorm",
@@ -31,6 +37,8 @@ __all__ = [
     "OnePassRealNVP",
     "Planar",
     "Radial",
+    "RationalQuadraticSpline",
+    "ScaleMatvecLU",
     "planar_u_hat",
     "stock_twin",
 ]

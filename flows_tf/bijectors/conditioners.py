@@ -11,6 +11,8 @@ from collections.abc import Callable
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 
+from flows_tf.bijectors.spline import RationalQuadraticSpline
+
 __all__ = [
     "MLP",
     "ConvNet",
@@ -135,7 +137,9 @@ class SplineCoupling(tf.Module):
     """``bijector_fn`` for ``tfb.RealNVP``: a rational-quadratic spline of ``x1`` given ``x0``.
 
     The spline lives on ``[-tail_bound, tail_bound]`` (identity outside), with ``num_bins``
-    bins; ``net`` must output ``output_units * (3 * num_bins - 1)`` values.
+    bins; ``net`` must output ``output_units * (3 * num_bins - 1)`` values. ``spline``: the
+    bijector class, :class:`~flows_tf.bijectors.spline.RationalQuadraticSpline` or TFP's
+    ``tfb.RationalQuadraticSpline`` (the same map and signature).
     """
 
     def __init__(
@@ -145,10 +149,12 @@ class SplineCoupling(tf.Module):
         tail_bound: float,
         min_bin: float = 1e-3,
         min_slope: float = 1e-3,
+        spline: type[tfb.Bijector] = RationalQuadraticSpline,
         name: str = "spline_coupling",
     ) -> None:
         super().__init__(name=name)
         self.net = net
+        self.spline = spline
         self.num_bins = num_bins
         self.tail_bound = tail_bound
         self.min_bin = min_bin
@@ -168,7 +174,7 @@ class SplineCoupling(tf.Module):
         # softplus(raw + log(e - 1)) = 1 at raw = 0: the zero-initialised net gives the identity.
         offset = math.log(math.expm1(1.0))
         slopes = tf.math.softplus(raw_s + offset) * (1.0 - self.min_slope) + self.min_slope
-        return tfb.RationalQuadraticSpline(
+        return self.spline(
             bin_widths=bins(raw_w),
             bin_heights=bins(raw_h),
             knot_slopes=slopes,

@@ -18,7 +18,8 @@ from tensorflow_probability import bijectors as tfb
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
 from flows_tf.bijectors.by_degree import check_by_degree, forward_by_degree
-from flows_tf.bijectors.conditioners import MADEAffine
+from flows_tf.bijectors.conditioners import MADEAffine, SplineCoupling
+from flows_tf.bijectors.solve import ScaleMatvecLU
 
 if TYPE_CHECKING:
     from tensorflow_probability import distributions as tfd
@@ -120,23 +121,34 @@ class OnePassRealNVP(tfb.RealNVP):
     def _inverse(self, y: tf.Tensor, **kwargs) -> tf.Tensor:
         y0, y1 = self._split(y)
         bijector = self._bijector_fn(y0, self._bijector_input_units(), **kwargs)
+        x1 = bijector.inverse(y1)  # first: an inner bijector may cache its log-det with it
         attrs = self._cache.inverse_attributes(y, **kwargs)
         attrs["ildj"] = bijector.inverse_log_det_jacobian(y1, event_ndims=1)
-        return self._join(y0, bijector.inverse(y1), like=y)
+        return self._join(y0, x1, like=y)
 
     def _forward(self, x: tf.Tensor, **kwargs) -> tf.Tensor:
         x0, x1 = self._split(x)
         bijector = self._bijector_fn(x0, self._bijector_input_units(), **kwargs)
+        y1 = bijector.forward(x1)
         attrs = self._cache.forward_attributes(x, **kwargs)
         attrs["ildj"] = -bijector.forward_log_det_jacobian(x1, event_ndims=1)
-        return self._join(x0, bijector.forward(x1), like=x)
+        return self._join(x0, y1, like=x)
 
 
 def _stock_bijector(bijector: tfb.Bijector) -> tfb.Bijector:
     if isinstance(bijector, OnePassMAF):
         return tfb.MaskedAutoregressiveFlow(**bijector.parameters)
     if isinstance(bijector, OnePassRealNVP):
-        return tfb.RealNVP(**bijector.parameters)
+        parameters = dict(bijector.parameters)
+        fn = parameters["bijector_fn"]
+        if isinstance(fn, SplineCoupling):
+            parameters["bijector_fn"] = SplineCoupling(
+                fn.net, fn.num_bins, fn.tail_bound, fn.min_bin, fn.min_slope,
+                spline=tfb.RationalQuadraticSpline, name=fn.name,
+            )  # fmt: skip
+        return tfb.RealNVP(**parameters)
+    if isinstance(bijector, ScaleMatvecLU):
+        return tfb.ScaleMatvecLU(**bijector.parameters)
     if isinstance(bijector, _INVERT):
         return tfb.Invert(_stock_bijector(bijector.bijector), name=bijector.name)
     if isinstance(bijector, tfb.Composition) and "Chain" in type(bijector).__name__:
@@ -147,10 +159,11 @@ def _stock_bijector(bijector: tfb.Bijector) -> tfb.Bijector:
 def stock_twin(flow: "tfd.TransformedDistribution") -> "tfd.TransformedDistribution":
     """The same flow (same variables, same maps) built from TFP's stock bijector classes.
 
-    Every :class:`OnePassMAF` becomes ``tfb.MaskedAutoregressiveFlow`` and every
-    :class:`OnePassRealNVP` becomes ``tfb.RealNVP`` with the same constructor arguments, so the
-    two flows compute the same densities; only the number of conditioner passes differs. Used to
-    compare speed and values against TFP.
+    Every :class:`OnePassMAF` becomes ``tfb.MaskedAutoregressiveFlow``, every
+    :class:`OnePassRealNVP` ``tfb.RealNVP`` (its splines TFP's ``RationalQuadraticSpline``) and
+    every :class:`~flows_tf.bijectors.solve.ScaleMatvecLU` TFP's, with the same constructor
+    arguments, so the two flows compute the same densities up to rounding; only the number of
+    conditioner passes and the ops differ. Used to compare speed and values against TFP.
 
     Args:
       flow: a ``tfd.TransformedDistribution`` (e.g. from ``flows_tf.build_flow``).
