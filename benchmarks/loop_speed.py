@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -37,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 ZUKO = {"maf": "MAF", "nsf": "NSF", "nice": "NICE", "realnvp": "RealNVP"}
+XLA_FAILED = "XLA refused"  # a comparison variant XLA would not compile (see twin_rate)
 
 
 def parse_args(argv=None):
@@ -129,6 +131,17 @@ def timed_fit(fit, *args, every=None, **kwargs):
         raise SystemExit(f"{len(stamps)} evaluation(s) in {result.steps} steps; raise the steps")
     (s1, t1), (s2, t2) = stamps[0], stamps[-1]
     return (s2 - s1) / (t2 - t1), result
+
+
+def twin_rate(job, build, inputs, steps, repeats):
+    """:func:`fit_rate` of a comparison variant, or ``XLA_FAILED`` where XLA rejects it."""
+    import tensorflow as tf
+
+    try:
+        return fit_rate(job, build, inputs, steps, repeats)
+    except tf.errors.UnimplementedError as err:
+        print(f"{job.flow}: XLA rejected a variant: {str(err).splitlines()[0]}", file=sys.stderr)
+        return XLA_FAILED
 
 
 def fit_rate(job, build, inputs, steps, repeats):
@@ -269,18 +282,20 @@ def measure(config, name, job, args):
         row["fit_graph"] = fit_rate(graph, build, inputs, steps, args.repeats)
     if job.hparams.get("sequential") == "by_degree":  # TFP's D passes, to show what it gives
         passes = dataclasses.replace(job, hparams={**job.hparams, "sequential": "full_passes"})
-        row["fit_passes"] = fit_rate(
+        row["fit_passes"] = twin_rate(
             passes, lambda: build_model(passes, shape, inputs), inputs, steps, args.repeats
         )
     if job.builder in ("maf", "iaf", "nice", "realnvp", "glow", "nsf"):
-        row["stock"] = fit_rate(job, lambda: build(stock=True), inputs, steps, args.repeats)
+        row["stock"] = twin_rate(job, lambda: build(stock=True), inputs, steps, args.repeats)
     if job.objective == "mle" and job.builder in ZUKO and not args.no_zuko:
         row["zuko"] = zuko_rate(job, inputs["train"], args.seconds, args.repeats, args.threads)
     return row
 
 
 def fmt_rate(value):
-    return "–" if value is None else (f"{value:,.0f}" if value >= 100 else f"{value:.3g}")
+    if value is None or isinstance(value, str):
+        return value or "–"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def write(rows, meta, out):
@@ -297,7 +312,8 @@ def write(rows, meta, out):
         "direction by degree, `fit, D passes` = the same with TFP's D MADE passes per layer),",
         "`step` = one compiled step per call (graph mode),",
         "`stock` = `fit` on TFP's stock bijectors, `zuko` = zuko (PyTorch, eager) on the same",
-        "model and batches.",
+        f"model and batches; `{XLA_FAILED}`: XLA would not compile that variant (the error is",
+        "on stderr).",
         "",
         "| case | D | XLA | by degree | fit | fit, graph | fit, D passes | step | stock | zuko "
         "| fit / zuko |",
