@@ -426,11 +426,11 @@ def glow(
     """Glow: steps of actnorm, invertible mixing and affine coupling.
 
     Map (data to noise, per step): actnorm ``h -> (h - mu) / sigma`` (data-initialised by
-    :func:`initialize`), mixing ``h -> W^{-1} h`` with ``W = P L U`` (``tfb.ScaleMatvecLU``;
-    over channels, i.e. a 1x1 convolution, for images), then an affine coupling with bounded
-    log-scale. Vectors use dense coupling networks; with ``image_shape=[H, W, C]`` the flat
-    event is squeezed to ``[H/2, W/2, 4C]`` and coupling networks are 3x3 convolutions. Both
-    directions are cheap.
+    :func:`initialize`), mixing ``h -> W^{-1} h`` with ``W = P L U`` (TFP's ``ScaleMatvecLU``
+    with a one-solve inverse, :class:`~flows_tf.bijectors.ScaleMatvecLU`; over channels, i.e. a
+    1x1 convolution, for images), then an affine coupling with bounded log-scale. Vectors use
+    dense coupling networks; with ``image_shape=[H, W, C]`` the flat event is squeezed to
+    ``[H/2, W/2, 4C]`` and coupling networks are 3x3 convolutions. Both directions are cheap.
 
     Start: zero output layers (identity couplings), actnorms set from the data, rotations
     (volume-preserving), behind a full data affine on the flat event: untrained, the flow is
@@ -588,8 +588,8 @@ def nsf(
 
     Map: per layer ``x_b = RQS(z_b; theta(z_a))``, ``x_a = z_a``: a monotone rational-quadratic
     spline with ``num_bins`` bins on ``[-B, B]`` and the identity outside
-    (``tfb.RationalQuadraticSpline``). Both directions are cheap (the spline inverts in closed
-    form).
+    (:class:`~flows_tf.bijectors.RationalQuadraticSpline`: ``tfb.RationalQuadraticSpline``'s map
+    with a cheaper bin lookup). Both directions are cheap (the spline inverts in closed form).
 
     Start: zero output layers give uniform bins and unit knot slopes (the slopes are
     ``softplus(raw + log(e - 1))``), the identity spline, behind a full data affine.
