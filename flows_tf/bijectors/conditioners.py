@@ -160,6 +160,13 @@ class SplineCoupling(tf.Module):
         self.min_bin = min_bin
         self.min_slope = min_slope
 
+    def with_spline(self, spline: type[tfb.Bijector]) -> "SplineCoupling":
+        """The same coupling (same network and variables) with another spline class."""
+        return SplineCoupling(
+            self.net, self.num_bins, self.tail_bound, self.min_bin, self.min_slope,
+            spline=spline, name=self.name,
+        )  # fmt: skip
+
     def __call__(self, x0: tf.Tensor, output_units: int, **kwargs) -> tfb.Bijector:
         k = self.num_bins
         params = self.net(x0)

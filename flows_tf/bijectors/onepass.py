@@ -142,10 +142,7 @@ def _stock_bijector(bijector: tfb.Bijector) -> tfb.Bijector:
         parameters = dict(bijector.parameters)
         fn = parameters["bijector_fn"]
         if isinstance(fn, SplineCoupling):
-            parameters["bijector_fn"] = SplineCoupling(
-                fn.net, fn.num_bins, fn.tail_bound, fn.min_bin, fn.min_slope,
-                spline=tfb.RationalQuadraticSpline, name=fn.name,
-            )  # fmt: skip
+            parameters["bijector_fn"] = fn.with_spline(tfb.RationalQuadraticSpline)
         return tfb.RealNVP(**parameters)
     if isinstance(bijector, ScaleMatvecLU):
         return tfb.ScaleMatvecLU(**bijector.parameters)
