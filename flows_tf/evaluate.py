@@ -38,10 +38,15 @@ __all__ = [
 ]
 
 
-def compiled_log_prob(flow: tfd.Distribution) -> Callable[[tf.Tensor], tf.Tensor]:
-    """``flow.log_prob`` as a ``tf.function`` traced once for any batch size."""
+def compiled_log_prob(
+    flow: tfd.Distribution, jit_compile: bool = False
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``flow.log_prob`` as a ``tf.function`` traced once for any batch size.
+
+    With ``jit_compile`` XLA compiles it once per batch size it meets.
+    """
     spec = tf.TensorSpec([None, *flow.event_shape], flow.dtype)
-    return tf.function(flow.log_prob, input_signature=[spec])
+    return tf.function(flow.log_prob, input_signature=[spec], jit_compile=bool(jit_compile))
 
 
 def _compiled_sample_and_log_prob(

@@ -117,12 +117,13 @@ def flow_variant(config: dict, flow: str, dataset: str | None = None) -> tuple[s
     return builder, options
 
 
-def training_settings(config: dict, section: str, dataset: str, flow: str) -> dict:
+def training_settings(config: dict, section: str, dataset: str, flow: str | None) -> dict:
     """A job's training settings: the section's ``training``, then its ``training_by_dataset``
     entry for the data set, then the flow variant's own ``training``, then the ``training`` of
-    the variant's ``by_dataset`` entry for the data set (later ones win)."""
+    the variant's ``by_dataset`` entry for the data set (later ones win). ``flow=None`` (the
+    distilled student) takes the section's alone: a variant's settings are for its own jobs."""
     part = config.get(section) or {}
-    variant = (config.get("flows") or {}).get(flow) or {}
+    variant = ((config.get("flows") or {}).get(flow) or {}) if flow else {}
     variant_here = (variant.get("by_dataset") or {}).get(dataset) or {}
     return {
         **(part.get("training") or {}),
@@ -163,7 +164,7 @@ def make_job(config: dict, dataset: str, flow: str, seed: int) -> Job:
             "distill",
             builder,
             hparams,
-            training_settings(config, "distill", dataset, section.get("student", "iaf")),
+            training_settings(config, "distill", dataset, None),
             dataset_options,
             teacher,
             section.get("method", "distill"),

@@ -339,6 +339,21 @@ def test_training_by_dataset_of_a_variant_wins_for_that_dataset_only():
         jsonschema.validate(config, SCHEMA)
 
 
+def test_the_student_takes_the_variants_hyperparameters_but_the_distill_sections_training():
+    config = copy.deepcopy(TINY)
+    dataset = config["distill"]["datasets"][0]
+    config["distill"]["training"] = {"steps": 300, "jit_compile": True}
+    config["flows"]["iaf"] = {
+        **config["flows"]["iaf"],
+        "training": {"steps": 7},
+        "by_dataset": {dataset: {"sequential": "by_degree", "training": {"jit_compile": False}}},
+    }
+    student = experiment.make_job(config, dataset, experiment.STUDENT, 0)
+    assert student.training == {"steps": 300, "jit_compile": True}
+    assert student.hparams == {**TINY["flows"]["iaf"], "sequential": "by_degree"}
+    assert experiment.make_job(config, dataset, "iaf", 0).training["jit_compile"] is False
+
+
 def test_hyperparameters_by_dataset_replace_the_variants_for_that_dataset_only():
     import jsonschema
 

@@ -67,7 +67,8 @@ class MaximumLikelihood(Objective):
             self.signature.append(tf.TensorSpec([None, 2], tf.int32))
             self._levels = tf.constant(levels.astype(train.dtype))
         self._train_rows = train
-        self._log_prob = evaluate.compiled_log_prob(flow)
+        # validation compiled as the training blocks are (XLA halves NSF's digits pass)
+        self._log_prob = evaluate.compiled_log_prob(flow, settings["jit_compile"])
         self._order = (None, None)
 
     def initialize(self) -> None:
