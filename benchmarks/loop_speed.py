@@ -5,7 +5,8 @@ For every model the default config (``config/config.yaml``) trains, side by side
 - ``fit``: steps/s of :func:`flows_tf.train.fit` as a job runs it (the config's training
   settings: blocks of compiled steps, XLA where the config sets it, evaluations, divergence
   checks, checkpoints), between the first and the last evaluation of a fresh fit, so that
-  tracing, XLA compilation and set-up are left out;
+  tracing, XLA compilation and set-up are left out; a distilled student's ``fit`` times its
+  fine-tuning stage (pretraining cut to one evaluation window), where it spends most steps;
 - ``step``: one compiled optimizer step per call (``tf.function``), called once per batch;
 - ``stock``: ``fit`` again on the same model built from TFP's stock bijectors
   (:func:`flows_tf.bijectors.stock_twin`), for the flows where it differs;
@@ -110,6 +111,8 @@ def _steps_for(job, steps, inputs):
         per_epoch = len(inputs["train"]) // batch
         s["max_epochs"] = max(1, -(-steps // per_epoch))
         return s, s["max_epochs"] * per_epoch
+    if "pretrain_steps" in s:  # a student: time fine-tuning, where it spends most of its steps
+        s["pretrain_steps"] = int(s.get("eval_every", 100))
     s["steps"] = steps
     s.pop("max_epochs", None)
     return s, steps
