@@ -134,6 +134,21 @@ def test_compiled_sampler_is_repeatable_and_n_params():
     assert evaluate.n_params(maf) == 3 * 5 + 5 + 5 * 6 + 6
 
 
+@pytest.mark.parametrize("name", ["planar", "glow", "nsf"])
+def test_validation_log_prob_under_xla_matches_graph_mode(make_flow, tol, name):
+    flow = make_flow(name, 3, perturb=0.1)
+    x = tf.random.stateless_normal([50, 3], seed=[0, 1], dtype=flow.dtype)
+    graph = evaluate.compiled_log_prob(flow)
+    xla = evaluate.compiled_log_prob(flow, jit_compile=True)
+    for rows in (x, x[:7]):  # XLA compiles once per batch size
+        want = graph(rows).numpy()
+        assert np.all(np.isfinite(want))
+        np.testing.assert_allclose(
+            xla(rows).numpy(), want, rtol=tol(1e-10, 1e-4), atol=tol(1e-10, 1e-4)
+        )
+    assert xla.experimental_get_tracing_count() == 1  # one trace for any batch size
+
+
 def test_density_grid_orientation_and_mass():
     flow = _gaussian_flow([1.5, -1.0], [0.5, 0.7])
     xs, ys, logp = evaluate.density_grid(flow, bounds=(-4, 4), n=161)
