@@ -17,7 +17,7 @@ import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 from tensorflow_probability.python.bijectors import invert as invert_lib
 
-from flows_tf.bijectors.by_degree import check_by_degree, forward_by_degree
+from flows_tf.bijectors.by_degree import check_by_degree, solve_by_degree
 from flows_tf.bijectors.conditioners import MADEAffine, SplineCoupling
 from flows_tf.bijectors.solve import ScaleMatvecLU
 
@@ -73,7 +73,7 @@ class OnePassMAF(tfb.MaskedAutoregressiveFlow):
     def _forward(self, x: tf.Tensor, **kwargs) -> tf.Tensor:
         if self._sequential == "full_passes":
             return super()._forward(x, **kwargs)
-        y, log_det = forward_by_degree(self._shift_and_log_scale_fn, x)
+        y, log_det = solve_by_degree(self._shift_and_log_scale_fn, x)
         self._cache.forward_attributes(x, **kwargs)["ildj"] = -log_det
         return y
 
