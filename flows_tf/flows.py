@@ -523,8 +523,9 @@ def maf(
         ``"noise"`` (``x = (z + c) exp(s)``, zuko's and nflows' form;
         :class:`~flows_tf.bijectors.conditioners.MADEAffine`).
       sequential: how sampling, the sequential direction, runs: ``"full_passes"`` (default,
-        TFP's D MADE passes per layer) or ``"by_degree"`` (the same map in one pass's
-        arithmetic, :mod:`flows_tf.bijectors.by_degree`).
+        TFP's D MADE passes per layer), ``"by_degree"`` (the same map in one pass's
+        arithmetic, :mod:`flows_tf.bijectors.by_degree`) or ``"by_degree_implicit"`` (that
+        walk, differentiated implicitly).
 
     References:
       George Papamakarios, Theo Pavlakou and Iain Murray. Masked Autoregressive Flow for
@@ -560,8 +561,9 @@ def iaf(
       order: ``"reverse"`` (default) or ``"random"`` (fixed, seeded) between layers.
       shift_side: ``"data"`` (default) or ``"noise"``, as for :func:`maf`.
       sequential: how the density, the sequential direction, runs: ``"full_passes"``
-        (default, TFP's D MADE passes per layer) or ``"by_degree"`` (the same map in one
-        pass's arithmetic, :mod:`flows_tf.bijectors.by_degree`).
+        (default, TFP's D MADE passes per layer), ``"by_degree"`` (the same map in one
+        pass's arithmetic, :mod:`flows_tf.bijectors.by_degree`) or ``"by_degree_implicit"``
+        (that walk, differentiated implicitly: faster to train at large D).
 
     References:
       Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever and Max

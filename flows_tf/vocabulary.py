@@ -38,7 +38,7 @@ HPARAM_CHOICES = {
     "order": ("reverse", "random"),
     "data_affine": ("full", "diag", "none"),
     "shift_side": ("data", "noise"),
-    "sequential": ("full_passes", "by_degree"),
+    "sequential": ("full_passes", "by_degree", "by_degree_implicit"),
 }
 
 ONE_PASS_SAMPLERS = ("gaussian", "planar", "radial", "nice", "realnvp", "glow", "iaf", "nsf")

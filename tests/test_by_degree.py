@@ -32,12 +32,12 @@ def made(d, hidden_units, dtype, seed=0, **kwargs):
     return net
 
 
-def pair(d, hidden_units, dtype, shift_side="data"):
+def pair(d, hidden_units, dtype, shift_side="data", sequential="by_degree"):
     """The same MAF layer twice: TFP's D full passes, and by degree."""
     affine = MADEAffine(made(d, hidden_units, dtype), shift_side=shift_side)
     return (
         tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=affine),
-        OnePassMAF(shift_and_log_scale_fn=affine, sequential="by_degree"),
+        OnePassMAF(shift_and_log_scale_fn=affine, sequential=sequential),
     )
 
 
@@ -62,10 +62,11 @@ def test_forward_and_log_det_equal_tfps_d_passes(d, hidden_units, shift_side, dt
     np.testing.assert_allclose(ours.inverse(tf.identity(y)), u, rtol=0, atol=tol(1e-10, 1e-4))
 
 
+@pytest.mark.parametrize("sequential", ["by_degree", "by_degree_implicit"])
 @pytest.mark.parametrize("d,hidden_units", [(5, [8, 8]), (6, [16, 7, 9])])
-def test_gradients_equal_tfps_on_every_unmasked_weight(d, hidden_units, dtype, tol):
+def test_gradients_equal_tfps_on_every_unmasked_weight(d, hidden_units, sequential, dtype, tol):
     """Each weight the masks leave free gets TFP's gradient (masked ones have no effect)."""
-    stock, ours = pair(d, hidden_units, dtype)
+    stock, ours = pair(d, hidden_units, dtype, sequential=sequential)
     u = tf.constant(np.random.RandomState(2).randn(16, d), dtype)
     network = ours.parameters["shift_and_log_scale_fn"].made
     variables = network.trainable_variables
@@ -112,6 +113,29 @@ def test_implicit_gradients_equal_autodiff_through_the_walk(
     for g_walk, g_implicit in zip(*grads, strict=True):
         np.testing.assert_allclose(g_implicit, g_walk, rtol=tol(1e-10, 1e-4), atol=tol(1e-12, 1e-5))
     assert np.any(grads[1][0] != 0) and any(np.any(g != 0) for g in grads[1][1:])
+
+
+def test_implicit_gradient_inside_a_compiled_cond_equals_eager(dtype, tol):
+    """Distillation switches losses with tf.cond inside compiled blocks: its gradient must trace."""
+    affine = MADEAffine(made(5, [8, 8], dtype, seed=5))
+    u = tf.constant(np.random.RandomState(6).randn(4, 5), dtype)
+    variables = affine.made.trainable_variables
+
+    def grads(switch: tf.Tensor) -> list[tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = tf.cond(
+                switch,
+                lambda: tf.reduce_sum(solve_by_degree(affine, tf.identity(u))[0] ** 2),
+                lambda: tf.reduce_sum(affine.made(u) ** 2),
+            )
+        return tape.gradient(loss, variables)
+
+    for jit_compile in (False, True):
+        compiled = tf.function(grads, jit_compile=jit_compile)(tf.constant(True))
+        for g_compiled, g_eager in zip(compiled, grads(tf.constant(True)), strict=True):
+            np.testing.assert_allclose(
+                g_compiled, g_eager, rtol=tol(1e-10, 1e-4), atol=tol(1e-12, 1e-5)
+            )
 
 
 def test_the_walk_does_one_passs_arithmetic(dtype):

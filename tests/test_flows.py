@@ -113,7 +113,7 @@ def assert_lower_triangular(bij, d, dtype):
         assert np.any(np.abs(jac[:, np.tril_indices(d, -1)[0], np.tril_indices(d, -1)[1]]) > 0)
 
 
-@pytest.mark.parametrize("sequential", ["full_passes", "by_degree"])
+@pytest.mark.parametrize("sequential", ["full_passes", "by_degree", "by_degree_implicit"])
 @pytest.mark.parametrize("name", ["maf", "iaf"])
 def test_autoregressive_sparsity_survives_training(
     name, sequential, make_flow, walk, small_hparams, dtype

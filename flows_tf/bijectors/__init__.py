@@ -13,7 +13,8 @@ data to noise (density evaluation). Every bijector here acts on the last axis
   flow from TFP's stock classes with the same variables, for comparisons.
 - :mod:`flows_tf.bijectors.by_degree`: MAF's sequential direction (its sampling, IAF's density)
   in one MADE pass's arithmetic, walking the units in order of degree
-  (``OnePassMAF(sequential="by_degree")``) instead of TFP's D full passes.
+  (``OnePassMAF(sequential="by_degree")``) instead of TFP's D full passes; with
+  ``"by_degree_implicit"`` its gradient by implicit differentiation, the walk run backwards.
 - :class:`RationalQuadraticSpline` (:mod:`flows_tf.bijectors.spline`): TFP's spline with its
   bin found by comparisons instead of a search and gathers, value and log-derivative together.
 - :mod:`flows_tf.bijectors.solve`: linear inverses that solve a whole batch in one call

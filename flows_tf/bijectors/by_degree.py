@@ -12,13 +12,14 @@ to rounding, D small sequential steps instead of D full passes. This is MAF's sa
 IAF's density direction.
 
 :func:`solve_by_degree` is the same walk with its gradient by implicit differentiation instead
-of autodiff through the walk (which replays its ~20 ops per degree and layer backwards: 3x the
-forward's time for IAF on digits). ``y`` solves ``y = r(y, u)``, ``r = u exp(s(y)) + t(y)``,
-with ``N = dr/dy`` strictly lower-triangular, so for cotangents ``(g_y, g_l)`` of
-``(y, log_det)`` the gradient is ``v^T dr/d(u, theta) + g_l dlog_det/dtheta`` with
-``v = (I - N)^{-T} a``, ``a = g_y + g_l dlog_det/dy``: one MADE pass at the solution and a
-back-substitution ``v_i = a_i + sum_{j>i} N_ji v_j`` for ``i = D .. 1``, which is the walk
-run backwards (:func:`_adjoint_walk`: a unit of degree ``k`` has its whole cotangent once
+of autodiff through the walk, which replays its ~20 ops per degree and layer backwards: 3x the
+forward's time for IAF on digits (at D = 2 autodiff is the faster). ``y`` solves
+``y = r(y, u)``, ``r = u exp(s(y)) + t(y)``, with ``N = dr/dy`` strictly lower-triangular.
+For cotangents ``(g_y, g_l)`` of ``(y, log_det)`` the gradient is
+``v^T dr/d(u, theta) + g_l dlog_det/dtheta`` with ``v = (I - N)^{-T} a`` and
+``a = g_y + g_l dlog_det/dy``: one MADE pass at the solution and a back-substitution
+``v_i = a_i + sum_{j>i} N_ji v_j`` for ``i = D .. 1``, which is the walk run backwards
+(:func:`_adjoint_walk`: a unit of degree ``k`` has its whole cotangent once
 ``v_D .. v_{k+1}`` are known).
 """
 
@@ -81,8 +82,12 @@ def _masked_weights(made: tfb.AutoregressiveNetwork) -> tuple[list[tf.Tensor], l
     return masked, list(biases)
 
 
-def forward_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def forward_by_degree(
+    affine: MADEAffine, u: tf.Tensor, weights: tuple[list, list] | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Solve ``y = u exp(s(y)) + t(y)`` (``affine``'s MADE, any batch shape, D static).
+
+    ``weights``: the MADE's masked ``(kernels, biases)`` if already read.
 
     Returns:
       ``(y, log_det)`` with ``log_det = sum_i s_i(y_{<i})``, i.e. ``log|det dy/du|``.
@@ -90,7 +95,7 @@ def forward_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.T
     made = affine.made
     d = made._event_size  # noqa: SLF001
     plan = _plan(made)
-    kernels, biases = _masked_weights(made)
+    kernels, biases = weights or _masked_weights(made)
     batch = tf.shape(u)[:-1]
     # pre[l]: pre-activations of hidden layer l (the last entry: the output layer), filled in as
     # the units they read become final; column 2i / 2i + 1 of the output are y_i's shift / scale
@@ -190,41 +195,39 @@ def solve_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
     """:func:`forward_by_degree`'s ``(y, log_det)``, differentiated implicitly (module doc).
 
     The gradients with respect to ``u`` and the MADE's weights are autodiff's through the walk
-    up to rounding (masked kernel entries get zero, as through the walk).
+    up to rounding. The masked weights enter as inputs of the custom gradient, read outside it:
+    a gradient that reads variables itself breaks ``tf.cond``'s gradient.
     """
     made = affine.made
     plan = _plan(made)
+    kernels, biases = _masked_weights(made)
+    n = len(kernels)
 
     @tf.custom_gradient
-    def solve(u: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], Callable]:
-        y, log_det = forward_by_degree(affine, u)
+    def solve(u: tf.Tensor, *weights: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], Callable]:
+        y, log_det = forward_by_degree(affine, u, (list(weights[:n]), list(weights[n:])))
 
-        def grad(
-            g_y: tf.Tensor, g_log_det: tf.Tensor, variables: list | None = None
-        ) -> tuple[tf.Tensor, list[tf.Tensor]]:
-            variables = list(variables or [])
+        def grad(g_y: tf.Tensor, g_log_det: tf.Tensor) -> list[tf.Tensor]:
             at = tf.stop_gradient(y)
             with tf.GradientTape(persistent=True) as tape:
-                tape.watch([at, u])
-                kernels, biases = _masked_weights(made)
-                hidden_pre, out = _made_pass(kernels, biases, at)
+                tape.watch([at, u, *weights])
+                hidden_pre, out = _made_pass(weights[:n], weights[n:], at)
                 tape.watch(out)
                 shift, log_scale = affine.shift_and_log_scale(out[..., 0::2], out[..., 1::2])
                 r = u * tf.exp(log_scale) + shift
                 direct = tf.reduce_sum(g_log_det * tf.reduce_sum(log_scale, axis=-1))
             a = g_y + tape.gradient(direct, at)
             dr_dout = tape.gradient(r, out)  # elementwise in i: the pair (c_i, raw_i) per r_i
-            v = tf.stop_gradient(_adjoint_walk(plan, kernels, hidden_pre, dr_dout, a))
+            v = tf.stop_gradient(_adjoint_walk(plan, weights[:n], hidden_pre, dr_dout, a))
             with tape:
                 total = direct + tf.reduce_sum(v * r)
-            grads = tape.gradient(total, [u, *variables])
+            grads = tape.gradient(total, [u, *weights])
             del tape
-            zeros = [
+            return [
                 tf.zeros_like(w) if g is None else g
-                for g, w in zip(grads[1:], variables, strict=True)
+                for g, w in zip(grads, [u, *weights], strict=True)
             ]
-            return grads[0], zeros
 
         return (y, log_det), grad
 
-    return solve(u)
+    return solve(u, *kernels, *biases)
