@@ -40,6 +40,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 ZUKO = {"maf": "MAF", "nsf": "NSF", "nice": "NICE", "realnvp": "RealNVP"}
 XLA_FAILED = "XLA refused"  # a comparison variant XLA would not compile (see twin_rate)
+WALKS = {"by_degree": "yes", "by_degree_implicit": "implicit"}  # the `by degree` column
 
 
 def parse_args(argv=None):
@@ -283,11 +284,20 @@ def measure(config, name, job, args):
     if row["xla"]:  # the same loop in graph mode, to show what XLA gives
         graph = dataclasses.replace(job, training={**job.training, "jit_compile": False})
         row["fit_graph"] = fit_rate(graph, build, inputs, steps, args.repeats)
-    if job.hparams.get("sequential") == "by_degree":  # TFP's D passes, to show what it gives
-        passes = dataclasses.replace(job, hparams={**job.hparams, "sequential": "full_passes"})
-        row["fit_passes"] = twin_rate(
-            passes, lambda: build_model(passes, shape, inputs), inputs, steps, args.repeats
-        )
+    row["sequential"] = job.hparams.get("sequential", "full_passes")
+    if row["sequential"] in WALKS:  # what TFP's D passes give, and autodiff through the walk
+        twins = {"fit_passes": "full_passes"}
+        if row["sequential"] == "by_degree_implicit":
+            twins["fit_walk_autodiff"] = "by_degree"
+        for key, sequential in twins.items():
+            twin = dataclasses.replace(job, hparams={**job.hparams, "sequential": sequential})
+            row[key] = twin_rate(
+                twin,
+                lambda twin=twin: build_model(twin, shape, inputs),
+                inputs,
+                steps,
+                args.repeats,
+            )
     if job.builder in ("maf", "iaf", "nice", "realnvp", "glow", "nsf"):
         row["stock"] = twin_rate(job, lambda: build(stock=True), inputs, steps, args.repeats)
     if job.objective == "mle" and job.builder in ZUKO and not args.no_zuko:
@@ -312,22 +322,25 @@ def write(rows, meta, out):
         "steps/s; `fit` = the job's loop (`flows_tf.train.fit` with the config's settings,",
         "between its first and last evaluation; `XLA`: the config compiles its blocks with XLA,",
         "`fit, graph` = the same without XLA; `by degree`: the config runs MAF/IAF's sequential",
-        "direction by degree, `fit, D passes` = the same with TFP's D MADE passes per layer),",
+        "direction by degree (`implicit`: differentiated implicitly), `fit, D passes` = the same",
+        "with TFP's D MADE passes per layer, `fit, walk autodiff` = the same by degree with",
+        "autodiff through the walk),",
         "`step` = one compiled step per call (graph mode),",
         "`stock` = `fit` on TFP's stock bijectors, `zuko` = zuko (PyTorch, eager) on the same",
         f"model and batches; `{XLA_FAILED}`: XLA would not compile that variant (the error is",
         "on stderr).",
         "",
-        "| case | D | XLA | by degree | fit | fit, graph | fit, D passes | step | stock | zuko "
-        "| fit / zuko |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | D | XLA | by degree | fit | fit, graph | fit, D passes | fit, walk autodiff "
+        "| step | stock | zuko | fit / zuko |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = r["fit"] / r["zuko"] if r.get("zuko") else None
         lines.append(
             f"| {r['case']} | {r['D']} | {'yes' if r.get('xla') else 'no'} | "
-            f"{'yes' if 'fit_passes' in r else 'no'} | {fmt_rate(r['fit'])} | "
+            f"{WALKS.get(r.get('sequential'), 'no')} | {fmt_rate(r['fit'])} | "
             f"{fmt_rate(r.get('fit_graph'))} | {fmt_rate(r.get('fit_passes'))} | "
+            f"{fmt_rate(r.get('fit_walk_autodiff'))} | "
             f"{fmt_rate(r['step'])} | "
             f"{fmt_rate(r.get('stock'))} | {fmt_rate(r.get('zuko'))} | "
             f"{'–' if ratio is None else f'{ratio:.2f}x'} |"
