@@ -82,20 +82,24 @@ def _masked_weights(made: tfb.AutoregressiveNetwork) -> tuple[list[tf.Tensor], l
     return masked, list(biases)
 
 
-def forward_by_degree(
-    affine: MADEAffine, u: tf.Tensor, weights: tuple[list, list] | None = None
-) -> tuple[tf.Tensor, tf.Tensor]:
+def forward_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Solve ``y = u exp(s(y)) + t(y)`` (``affine``'s MADE, any batch shape, D static).
-
-    ``weights``: the MADE's masked ``(kernels, biases)`` if already read.
 
     Returns:
       ``(y, log_det)`` with ``log_det = sum_i s_i(y_{<i})``, i.e. ``log|det dy/du|``.
     """
-    made = affine.made
-    d = made._event_size  # noqa: SLF001
-    plan = _plan(made)
-    kernels, biases = weights or _masked_weights(made)
+    return _walk(affine, _plan(affine.made), *_masked_weights(affine.made), u)
+
+
+def _walk(
+    affine: MADEAffine,
+    plan: _Plan,
+    kernels: list[tf.Tensor],
+    biases: list[tf.Tensor],
+    u: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`forward_by_degree` on the MADE's masked weights, already read."""
+    d = affine.made._event_size  # noqa: SLF001
     batch = tf.shape(u)[:-1]
     # pre[l]: pre-activations of hidden layer l (the last entry: the output layer), filled in as
     # the units they read become final; column 2i / 2i + 1 of the output are y_i's shift / scale
@@ -205,7 +209,7 @@ def solve_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
 
     @tf.custom_gradient
     def solve(u: tf.Tensor, *weights: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], Callable]:
-        y, log_det = forward_by_degree(affine, u, (list(weights[:n]), list(weights[n:])))
+        y, log_det = _walk(affine, plan, list(weights[:n]), list(weights[n:]), u)
 
         def grad(g_y: tf.Tensor, g_log_det: tf.Tensor) -> list[tf.Tensor]:
             at = tf.stop_gradient(y)
