@@ -16,6 +16,26 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def thread_plan(
+    threads: int = 2,
+    *,
+    intra_op: int | None = None,
+    inter_op: int | None = None,
+    deterministic: bool = True,
+) -> dict:
+    """The settings :func:`configure` applies, without starting TensorFlow.
+
+    Training at batch 512 runs fastest with intra-op 1 / inter-op 2 on two cores, so by
+    default ``intra_op = max(1, threads // 2)`` and ``inter_op = threads``.
+    """
+    return {
+        "threads": threads,
+        "intra_op_threads": intra_op if intra_op is not None else max(1, threads // 2),
+        "inter_op_threads": inter_op if inter_op is not None else max(1, threads),
+        "deterministic": deterministic,
+    }
+
+
 def configure(
     threads: int = 2,
     *,
@@ -23,17 +43,22 @@ def configure(
     inter_op: int | None = None,
     deterministic: bool = True,
 ) -> dict:
-    """Set TF thread pools and determinism; returns the settings to record with a run.
+    """Set TF thread pools and determinism (:func:`thread_plan`); returns the settings in
+    effect, to record with a run."""
+    return apply(
+        thread_plan(threads, intra_op=intra_op, inter_op=inter_op, deterministic=deterministic)
+    )
 
-    Training at batch 512 runs fastest with intra-op 1 / inter-op 2 on two cores, so by
-    default ``intra_op = max(1, threads // 2)`` and ``inter_op = threads``.
+
+def apply(plan: dict) -> dict:
+    """Apply a :func:`thread_plan`; returns it with the pools in effect.
+
     Determinism needs op determinism *and* Grappler's dependency optimisation off: with it on,
     a compiled MAF step gave different bits from run to run on these CPUs.
     """
     import tensorflow as tf
 
-    intra = intra_op if intra_op is not None else max(1, threads // 2)
-    inter = inter_op if inter_op is not None else max(1, threads)
+    intra, inter = plan["intra_op_threads"], plan["inter_op_threads"]
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
@@ -48,18 +73,13 @@ def configure(
                 f"(intra, inter) = {current} (0: TF's default), not {(intra, inter)}; "
                 "the run records the pools in effect",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             intra, inter = current
-    if deterministic:
+    if plan["deterministic"]:
         tf.config.experimental.enable_op_determinism()
         tf.config.optimizer.set_experimental_options({"dependency_optimization": False})
-    return {
-        "threads": threads,
-        "intra_op_threads": intra,
-        "inter_op_threads": inter,
-        "deterministic": deterministic,
-    }
+    return {**plan, "intra_op_threads": intra, "inter_op_threads": inter}
 
 
 def exit_now(code: int = 0) -> NoReturn:

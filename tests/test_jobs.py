@@ -163,11 +163,68 @@ def test_science_needs_no_tracking_store_and_gives_the_same_numbers(vi_job, tmp_
     assert summary["final_loss"] == tracked_summary["final_loss"]
 
 
+def _evaluate_again(job, root, **changes):
+    """evaluate_job on the model of ``_run`` into a new metrics file, with changed settings."""
+    data_dir = None if job.objective == "vi" else root / "data" / job.dataset
+    path = root / "metrics" / f"{job.dataset}-{job.flow}-again.json"
+    args = {
+        "data_dir": data_dir,
+        "model_dir": root / "models" / job.dataset / job.flow,
+        "metrics_path": path,
+        "threads": runtime.configure(2),
+        "evaluation": EVALUATION,
+    }
+    return jobs.evaluate_job(job, **{**args, **changes})
+
+
+def test_the_evaluate_step_publishes_the_training_jobs_own_evaluation(workdir, monkeypatch):
+    job = experiment.make_job(CONFIG, "digits", "gaussian", 0)
+    model_dir, _, _, published = _run(job, workdir)
+    fresh_path = workdir / "metrics" / "fresh.json"
+    jobs.evaluate_model(
+        job, data_dir=workdir / "data" / "digits", model_dir=model_dir,
+        metrics_path=fresh_path, threads=runtime.configure(2), evaluation=EVALUATION,
+    )  # fmt: skip
+    fresh = json.loads(fresh_path.read_text())
+    assert {**published, "loglik_file": "fresh.loglik.npy"} == fresh
+    per_example = np.load(jobs.per_example_path(workdir / "metrics" / "digits-gaussian.json"))
+    assert np.array_equal(per_example, np.load(jobs.per_example_path(fresh_path)))
+
+    def evaluated(*args, **kwargs):
+        raise RuntimeError("evaluated afresh")
+
+    monkeypatch.setattr(jobs, "evaluate_model", evaluated)
+    assert _evaluate_again(job, workdir)["test_loglik"] == published["test_loglik"]
+    # the evaluate rule gets the settings without the timing ones: the same measurement
+    timing_only = {k: v for k, v in EVALUATION.items() if not k.startswith("timing")}
+    again = _evaluate_again(job, workdir, evaluation=timing_only)
+    assert again == {**published, "loglik_file": "digits-gaussian-again.loglik.npy"}
+    with pytest.raises(RuntimeError, match="evaluated afresh"):  # other settings: not the draft
+        _evaluate_again(job, workdir, evaluation={**EVALUATION, "batch_size": 100})
+
+
+def test_a_failed_in_process_evaluation_keeps_the_model_and_is_redone(workdir, monkeypatch):
+    job = experiment.make_job(CONFIG, "digits", "gaussian", 0)
+    evaluate_model = jobs.evaluate_model
+    monkeypatch.setattr(jobs, "evaluate_model", lambda *a, **k: 1 / 0)
+    threads = runtime.configure(2)
+    model_dir = workdir / "models" / "failed"
+    summary = jobs.train_job(
+        job, data_dir=workdir / "data" / "digits", model_dir=model_dir,
+        experiment=CONFIG["experiment"], threads=threads, evaluation=EVALUATION,
+    )  # fmt: skip
+    assert (model_dir / "train.json").exists() and summary["steps"] >= 1
+    assert not (model_dir / jobs.draft.DRAFT_DIR).exists()
+    monkeypatch.setattr(jobs, "evaluate_model", evaluate_model)
+    metrics = _evaluate_again(job, workdir, model_dir=model_dir)
+    assert np.isfinite(metrics["test_loglik"])
+
+
 def test_science_modules_do_not_import_tracking():
     import ast
     from pathlib import Path
 
-    for name in ("training", "evaluation", "record", "logs"):
+    for name in ("training", "evaluation", "draft", "record", "logs"):
         path = Path(jobs.__file__).parent / f"{name}.py"
         imported = set()
         for node in ast.walk(ast.parse(path.read_text())):

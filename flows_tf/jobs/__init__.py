@@ -10,6 +10,8 @@ the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit
   record files and return the summary / the metrics.
 - :mod:`.mirror` opens a job's run from the job's plain data (:func:`open_run`: key, config
   hash, tags) and copies a record into it (:func:`mirror_training`, :func:`mirror_evaluation`).
+- :mod:`.draft`: the training job evaluates its model in the same process, and the evaluate
+  step publishes that evaluation when nothing it read has changed (else it evaluates afresh).
 - :mod:`.record` reads and writes the files; :mod:`.logs` sends a job's output to its log.
 - Here: :func:`train_job` and :func:`evaluate_job`, as the Snakemake rules and the CLI run them.
 
@@ -37,8 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows_tf import experiment as _experiment
-from flows_tf import tracking
-from flows_tf.jobs.evaluation import EVALUATION_DEFAULTS, evaluate_model
+from flows_tf import runtime, tracking
+from flows_tf.jobs import draft
+from flows_tf.jobs.evaluation import EVALUATION_DEFAULTS, evaluate_model, measurement_settings
 from flows_tf.jobs.logs import log_to, say
 from flows_tf.jobs.mirror import job_params, mirror_evaluation, mirror_training, open_run, run_tags
 from flows_tf.jobs.record import HISTORY_COLUMNS, per_example_path, read_history
@@ -131,14 +134,38 @@ def train_job(
         )
         mirror_training(run, model_dir)
     say(f"trained {job.key} in {summary['train_seconds']:.1f} s ({summary['steps']} steps)")
+    inputs = {"data_dir": data_dir, "model_dir": model_dir, "teacher_dir": teacher_dir}
+    draft.write_draft(
+        lambda path: evaluate_model(
+            job, metrics_path=path, threads=threads, **inputs, evaluation=evaluation
+        ),
+        model_dir=model_dir,
+        fingerprint_of=_fingerprint(threads=threads, evaluation=evaluation, **inputs),
+    )
     return summary
 
 
+def _fingerprint(*, evaluation: dict | None, **inputs: object) -> str:
+    """:func:`draft.fingerprint` of an evaluation with these keyword arguments."""
+    keys = ("model_dir", "data_dir", "teacher_dir", "threads")
+    ev = measurement_settings(evaluation)
+    return draft.fingerprint(evaluation=ev, **{k: inputs.get(k) for k in keys})
+
+
 def evaluate_job(job: Job, *, rule: str = "evaluate", **inputs: object) -> dict:
-    """Evaluate a trained job into its MLflow run: :func:`evaluate_model` (``inputs`` are its
-    keyword arguments; it writes the metrics JSON and per-example values), then
-    :func:`mirror_evaluation` under ``rule``."""
-    metrics = evaluate_model(job, **inputs)
+    """Evaluate a trained job into its MLflow run: publish the training job's own evaluation
+    if its fingerprint is this one's (:mod:`.draft`), else :func:`evaluate_model` (``inputs``
+    are its keyword arguments; it writes the metrics JSON and per-example values); then
+    :func:`mirror_evaluation` under ``rule``. ``threads`` may be a
+    :func:`~flows_tf.runtime.thread_plan`: it is applied only if TensorFlow has to run."""
+    key = _fingerprint(**inputs)
+    metrics = draft.publish(inputs["model_dir"], inputs["metrics_path"], key)
+    if metrics is None:
+        if inputs.get("threads"):  # TensorFlow starts here, not to publish a draft
+            inputs["threads"] = runtime.apply(inputs["threads"])
+        metrics = evaluate_model(job, **inputs)
+    else:
+        say(f"{job.key}: published the evaluation the training job made (fingerprint {key})")
     mirror_evaluation(inputs["metrics_path"], rule=rule)
     say(f"{job.key}: test_loglik {metrics['test_loglik']}, kl_to_target {metrics['kl_to_target']}")
     return metrics

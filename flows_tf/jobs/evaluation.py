@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from flows_tf.experiment import Job
 
-__all__ = ["EVALUATION_DEFAULTS", "evaluate_model"]
+__all__ = ["EVALUATION_DEFAULTS", "MEASUREMENT_SETTINGS", "evaluate_model", "measurement_settings"]
 
 EVALUATION_DEFAULTS = {
     "batch_size": 4096,  # rows per compiled log_prob call
@@ -25,6 +25,17 @@ EVALUATION_DEFAULTS = {
     "timing_repeats": 15,
     "grid_n": 200,  # density_grid.npz resolution (2-D flows)
 }
+
+
+MEASUREMENT_SETTINGS = ("batch_size", "vi_samples")  # the settings evaluate_model reads
+
+
+def measurement_settings(evaluation: dict | None) -> dict:
+    """The :data:`MEASUREMENT_SETTINGS` of ``evaluation``, defaults filled in, and no other:
+    a setting the measurement starts to read must be named there, where the evaluate step's
+    fingerprint (:mod:`flows_tf.jobs.draft`) takes it from."""
+    ev = {**EVALUATION_DEFAULTS, **(evaluation or {})}
+    return {k: ev[k] for k in MEASUREMENT_SETTINGS}
 
 
 def _reported_loglik(
@@ -188,7 +199,7 @@ def evaluate_model(
     folder) holds the per-example test log-likelihoods, float64 nats in the space of
     ``test_loglik`` (empty for energy targets, which have no test set).
     """
-    ev = {**EVALUATION_DEFAULTS, **(evaluation or {})}
+    ev = measurement_settings(evaluation)
     model_dir, metrics_path = Path(model_dir), Path(metrics_path)
     summary = record.read_summary(model_dir, job)
     flow = record.load_model(model_dir, seed=job.seed)

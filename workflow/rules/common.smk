@@ -42,11 +42,14 @@ def get_split_files(dataset, splits):
 
 
 def get_train_inputs(wildcards):
-    """Data splits for mle/distill jobs, the teacher's model for the student, MLflow init."""
+    """Data splits for mle/distill jobs, the teacher's model for the student, MLflow init.
+
+    The test split is read only after the model is saved, by the job's evaluation of it, which
+    the evaluate step publishes if nothing it read has changed (flows_tf.jobs.draft)."""
     job = get_job(wildcards)
     inputs = {"mlflow": ancient(MLFLOW_INIT)}
     if job.on_data:
-        inputs |= get_split_files(job.dataset, ("train", "val"))
+        inputs |= get_split_files(job.dataset, ("train", "val", "test"))
     if job.teacher is not None:
         teacher = experiment.teacher_job(config, job)
         inputs["teacher"] = get_model_file(teacher)

@@ -1,5 +1,7 @@
 # Evaluation: test log-likelihood and diagnostics of one trained flow; then the serial timing
-# of every model at once.
+# of every model at once. The training job already evaluated its model in its own process; this
+# step publishes that evaluation when its fingerprint (settings, threads, model, teacher, data,
+# code) is this step's, and evaluates afresh otherwise (flows_tf.jobs.draft).
 
 
 rule evaluate:
