@@ -18,8 +18,9 @@ the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit
 The record of a job (``model_dir = results/models/{dataset}/{flow}/seed{seed}``):
 ``train.json`` (summary), ``history.csv`` (step, epoch, train_loss, val_loglik),
 ``samples.npy``, ``density_grid.npz`` (2-D only: xs, ys, logp), ``model/`` (final weights) and
-``model_spec.json``; ``checkpoints/`` (resume; they hold the history so far) and
-``mlflow_run.json``; and the flat metrics JSON ``results/metrics/{dataset}/{flow}/seed{seed}.json``
+``model_spec.json``; ``checkpoints/`` (resume; they hold the history so far),
+``mlflow_run.json`` and ``evaluation/`` (the training job's own evaluation, :mod:`.draft`); and
+the flat metrics JSON ``results/metrics/{dataset}/{flow}/seed{seed}.json``
 with the per-example values beside it.
 
 Call :func:`flows_tf.runtime.configure` before these functions start TensorFlow.
