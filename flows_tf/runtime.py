@@ -36,18 +36,10 @@ def thread_plan(
     }
 
 
-def configure(
-    threads: int = 2,
-    *,
-    intra_op: int | None = None,
-    inter_op: int | None = None,
-    deterministic: bool = True,
-) -> dict:
-    """Set TF thread pools and determinism (:func:`thread_plan`); returns the settings in
-    effect, to record with a run."""
-    return apply(
-        thread_plan(threads, intra_op=intra_op, inter_op=inter_op, deterministic=deterministic)
-    )
+def configure(threads: int = 2, **options: int | bool | None) -> dict:
+    """Set TF thread pools and determinism: :func:`apply` of :func:`thread_plan` (``options``
+    are its keywords); returns the settings in effect, to record with a run."""
+    return apply(thread_plan(threads, **options))
 
 
 def apply(plan: dict) -> dict:

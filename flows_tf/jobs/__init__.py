@@ -135,13 +135,12 @@ def train_job(
         )
         mirror_training(run, model_dir)
     say(f"trained {job.key} in {summary['train_seconds']:.1f} s ({summary['steps']} steps)")
-    inputs = {"data_dir": data_dir, "model_dir": model_dir, "teacher_dir": teacher_dir}
+    measured = {"data_dir": data_dir, "model_dir": model_dir, "teacher_dir": teacher_dir}
+    measured |= {"threads": threads, "evaluation": evaluation}
     draft.write_draft(
-        lambda path: evaluate_model(
-            job, metrics_path=path, threads=threads, **inputs, evaluation=evaluation
-        ),
+        lambda path: evaluate_model(job, metrics_path=path, **measured),
         model_dir=model_dir,
-        fingerprint_of=_fingerprint(threads=threads, evaluation=evaluation, **inputs),
+        fingerprint_of=_fingerprint(**measured),
     )
     return summary
 

@@ -76,11 +76,11 @@ def _draft_dir(model_dir: str | Path) -> Path:
 
 def write_draft(
     evaluate: Callable[[Path], object], *, model_dir: str | Path, fingerprint_of: str
-) -> bool:
+) -> None:
     """Run ``evaluate(metrics_path)`` into the draft folder and seal it with ``fingerprint_of``.
 
-    Returns whether a draft was written; an error is reported and swallowed (the evaluate step
-    will evaluate afresh), an old draft removed first so that it can never be published.
+    An error is reported and swallowed (the evaluate step will evaluate afresh); an old draft
+    is removed first, so that it can never be published.
     """
     folder = _draft_dir(model_dir)
     shutil.rmtree(folder, ignore_errors=True)
@@ -90,9 +90,8 @@ def write_draft(
     except Exception as err:  # noqa: BLE001  (the trained model must survive any of them)
         say(f"in-process evaluation failed, the evaluate step will redo it: {err!r}")
         shutil.rmtree(folder, ignore_errors=True)
-        return False
+        return
     record.write_json(folder / _FINGERPRINT, {"fingerprint": fingerprint_of})
-    return True
 
 
 def publish(model_dir: str | Path, metrics_path: str | Path, fingerprint_of: str) -> dict | None:
