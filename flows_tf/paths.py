@@ -35,6 +35,7 @@ METRICS = "results/metrics/{dataset}/{flow}/seed{seed}.json"
 PER_EXAMPLE = "results/metrics/{dataset}/{flow}/seed{seed}.loglik.npy"  # test log p(x_n)
 
 MLFLOW_INIT = "results/mlflow/{experiment}.json"
+XLA_CACHE = "results/cache/xla"  # compiled XLA executables the training jobs share (runtime)
 TIMING = "results/timing/timing.csv"  # serial timing, one row per model
 TIMING_CONDITIONS = "results/timing/conditions.json"  # load average, threads, sizes
 RUNS_TABLE = "results/tables/runs.csv"

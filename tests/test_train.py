@@ -441,6 +441,55 @@ def test_same_seed_same_weights_and_killed_run_resumes_to_them(tmp_path):
     assert rerun["hash"] == a["hash"]  # and reached exactly the uninterrupted weights
 
 
+CACHED_SCRIPT = textwrap.dedent("""
+    import hashlib, json, sys
+    from flows_tf import runtime
+    if sys.argv[1] != "-":
+        runtime.compile_cache(sys.argv[1])
+    runtime.configure(threads=1, deterministic=True)
+    import tensorflow as tf
+    from flows_tf import train
+    from flows_tf.flows import build_flow
+
+    seed = int(sys.argv[2])
+    train.set_seeds(seed)
+    flow = build_flow("planar", [2], num_layers=4)
+    result = train.fit(
+        flow, "vi", target=lambda x: -0.5 * tf.reduce_sum((x - 1.0) ** 2, axis=-1),
+        workdir=sys.argv[3], seed=seed,
+        settings={"batch_size": 64, "steps": 40, "eval_every": 20, "anneal_steps": 20,
+                  "learning_rate": 5e-3, "jit_compile": True})
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in flow.trainable_variables))
+    print(json.dumps({"hash": digest.hexdigest(), "first_call": result.first_call_seconds}))
+""")
+
+
+def _fit_in_process(script, cache, seed, workdir):
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_XLA_FLAGS", None)
+    args = [sys.executable, str(script), str(cache), str(seed), str(workdir)]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_seed_loads_another_seeds_compiled_block_from_the_cache_to_the_same_bits(tmp_path):
+    script = tmp_path / "cached_fit.py"
+    script.write_text(CACHED_SCRIPT)
+    cache = tmp_path / "xla"
+    _fit_in_process(script, cache, 1, tmp_path / "seed1")
+    entries = {p: p.stat().st_mtime_ns for p in cache.rglob("*.pb")}
+    assert entries, "the first job saved no compiled executable"
+
+    warm = _fit_in_process(script, cache, 2, tmp_path / "seed2")
+    # XLA saves an entry whenever it compiles: seed 2 compiled nothing, it loaded seed 1's
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.pb")} == entries
+    fresh = _fit_in_process(script, "-", 2, tmp_path / "seed2_uncached")
+    assert warm["hash"] == fresh["hash"]  # the loaded executable computes what compiling does
+    assert warm["first_call"] > 0 and fresh["first_call"] > 0
+
+
 # ---- acceptance: real training on the benchmark's own data and targets ---------------------
 
 EIGHT = {"n_train": 10000, "n_val": 2000, "n_test": 5000}

@@ -61,8 +61,9 @@ def open_run(
 def _final_metrics(summary: dict) -> dict:
     out = {k: summary[k] for k in ("train_seconds", "steps", "epochs", "final_loss")}
     out["converged"] = int(summary["converged"])
-    if summary.get("best_val_loglik") is not None:
-        out["best_val_loglik"] = summary["best_val_loglik"]
+    for name in ("best_val_loglik", "first_call_seconds"):
+        if summary.get(name) is not None:
+            out[name] = summary[name]
     return out
 
 

@@ -134,6 +134,7 @@ def _summary(
         "config_hash": job.config_hash,
         "mlflow_run_id": run_id,
         "train_seconds": result.seconds,
+        "first_call_seconds": result.first_call_seconds,
         "steps": result.steps,
         "epochs": result.epochs,
         "best_val_loglik": result.best_score if validated else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,9 @@ class TrainResult:
     retries: int = 0
     lr_decays: int = 0  # plateau cuts of the learning rate made before the run ended
     traces: int = 0  # times the block of steps was traced in this call
+    # wall time of this call's first block of steps: tracing, graph optimisation and XLA
+    # compilation (or loading it from the compile cache), then its few steps (NaN: no block ran)
+    first_call_seconds: float = math.nan
     threads: dict = field(default_factory=dict)
 
     @property
@@ -155,6 +159,7 @@ class _Run:
         self.o, self.state, self.ckpt, self.lr = objective, state, checkpoints, lr
         self.stopping, self.progress, self.log = stopping, progress, log
         self.history = []
+        self.first_call_seconds = math.nan
 
     def evaluate(self, step: int) -> tuple[float, float | None]:
         train_loss = float(self.state.loss_sum.numpy()) / max(1, int(self.state.loss_count))
@@ -185,7 +190,10 @@ class _Run:
             step = int(state.step.numpy())
             next_eval = (step // o.eval_every + 1) * o.eval_every
             k = min(steps_per_call, next_eval - step, o.total_steps - step)
+            started = time.perf_counter()
             losses, norms = (t.numpy() for t in run_block(*o.block(step, k)))
+            if math.isnan(self.first_call_seconds):
+                self.first_call_seconds = time.perf_counter() - started
             for what, values in (("loss", losses), ("gradient norm", norms)):
                 bad = np.flatnonzero(~np.isfinite(values))
                 if len(bad):
@@ -309,6 +317,7 @@ def _result(
         retries=int(state.retries.numpy()),
         lr_decays=int(state.lr_decays.numpy()),
         traces=int(run_block.experimental_get_tracing_count()),
+        first_call_seconds=run.first_call_seconds,
         threads={
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),

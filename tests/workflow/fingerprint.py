@@ -11,12 +11,13 @@ config and seeds gave bit-identical models and metrics.
 
 import hashlib
 import json
-import platform
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from flows_tf import runtime
 
 VOLATILE = re.compile(
     r"seconds|second_|_time|time_|speedup|per_1k|mlflow|run_id|path|commit|host|date|threads"
@@ -27,18 +28,7 @@ VOLATILE = re.compile(
 def machine() -> str:
     """The CPU model and its instruction-set flags: float32 kernels (oneDNN picks them by
     instruction set) give the same bits only on the same kind of CPU."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return platform.processor() or platform.machine()
-    fields = {}
-    for line in cpuinfo.read_text().splitlines():
-        if not line.strip():
-            break  # the first processor's block
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    model = fields.get("model name", "")
-    flags = _sha(" ".join(sorted(fields.get("flags", "").split())).encode())[:12]
-    return f"{model}, flags {flags}"
+    return runtime.cpu_model()
 
 
 def _sha(data: bytes) -> str:
