@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flows_tf import experiment as _experiment
+from flows_tf.datasets.io import file_digest
 from flows_tf.jobs import record
 from flows_tf.jobs.logs import say
 
@@ -33,10 +34,6 @@ __all__ = ["DRAFT_DIR", "fingerprint", "publish", "write_draft"]
 DRAFT_DIR = "evaluation"  # inside the model folder
 _METRICS, _FINGERPRINT = "metrics.json", "fingerprint.json"
 _SOURCE = Path(__file__).resolve().parents[1]  # the flows_tf package
-
-
-def _file_hash(path: Path | None) -> str | None:
-    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _source_hash() -> str:
@@ -56,15 +53,15 @@ def fingerprint(
     threads: dict | None,
 ) -> str:
     """The hash of what an evaluation of ``model_dir`` reads (see the module docstring)."""
-    meta = None if data_dir is None else Path(data_dir) / "meta.json"
-    teacher = None if teacher_dir is None else Path(teacher_dir) / record.SUMMARY_FILE
+    meta = None if data_dir is None else file_digest(Path(data_dir) / "meta.json")
+    teacher = None if teacher_dir is None else file_digest(Path(teacher_dir) / record.SUMMARY_FILE)
     return _experiment.stable_hash(
         {
             "evaluation": evaluation,
             "threads": dict(threads or {}),
-            "model": _file_hash(Path(model_dir) / record.SUMMARY_FILE),
-            "teacher": _file_hash(teacher),
-            "data": _file_hash(meta),
+            "model": file_digest(Path(model_dir) / record.SUMMARY_FILE),
+            "teacher": teacher,
+            "data": meta,
             "source": _source_hash(),
         }
     )
