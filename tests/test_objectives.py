@@ -274,3 +274,16 @@ def test_paired_distillation_without_forward_weight_never_inverts_the_student(pa
 
     monkeypatch.setattr(objectives.losses, "forward_kl_loss", inverted)
     assert float(objective.loss(seed, beta)) == expected
+
+
+@pytest.mark.parametrize("anneal_steps", [600, 0])
+def test_sampled_block_gives_each_steps_seed_and_beta(anneal_steps):
+    flow = build_flow("gaussian", [2], dtype=tf.float64)
+    settings = {"batch_size": 8, "steps": 2000, "eval_every": 100, "anneal_steps": anneal_steps}
+    objective = objectives.ReverseKL(flow, settings, seed=5, target=lambda x: -tf.reduce_sum(x))
+    seeds, betas = objective.block(590, 20)
+    np.testing.assert_array_equal(seeds, [[5, t] for t in range(590, 610)])
+    # one vectorised call, bit for bit the step-by-step schedule
+    expected = [float(objectives.anneal_beta(t, anneal_steps)) for t in range(590, 610)]
+    np.testing.assert_array_equal(betas, expected)
+    assert betas.shape == (20,) and (anneal_steps == 0 or betas[0] < 1.0 == betas[-1])

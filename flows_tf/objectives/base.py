@@ -105,7 +105,7 @@ class SampledObjective(Objective):
     def block(self, start: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         steps = np.arange(start, start + k)
         seeds = np.stack([np.full(k, self.seed % 2**31), steps], axis=1).astype(np.int32)
-        betas = np.array([float(losses.anneal_beta(int(t), self.anneal_steps)) for t in steps])
+        betas = np.broadcast_to(losses.anneal_beta(steps, self.anneal_steps).numpy(), (k,))
         return seeds, betas
 
     def score(self, step: int, train_loss: float) -> float | None:

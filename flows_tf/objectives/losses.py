@@ -142,7 +142,8 @@ def anneal_beta(step: int | tf.Tensor, anneal_steps: int | float | tf.Tensor) ->
     """Inverse temperature ``beta_t = min(1, 0.01 + t / T)``; ``T <= 0`` means no annealing.
 
     Args:
-        step: training step ``t`` (int or scalar tensor).
+        step: training step ``t`` (int, scalar tensor, or a vector of steps: one eager call
+            for a whole block of them).
         anneal_steps: ``T``, the number of steps until ``beta`` reaches 1.
     """
     if isinstance(anneal_steps, int | float) and anneal_steps <= 0:
