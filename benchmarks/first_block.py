@@ -7,9 +7,10 @@ named job of the default config this runs, in fresh processes, the job as the wo
 (:func:`flows_tf.jobs.train_job`): seed 0 into an empty compile cache (cold), then seed 1 (warm:
 it loads seed 0's executable), once with this checkout and once with ``--baseline`` (the root
 of another checkout, e.g. ``git worktree add /tmp/base <commit>``), the two alternated per job
-so that both see the same machine load. The Python tracing alone (``get_concrete_function`` of
-the block step, before its first call) is reported beside it; it is not part of the first
-block as the job times it. The data sets are prepared into a temporary folder first.
+so that both see the same machine load. Here the block step is traced before its first call
+(``get_concrete_function``) and that Python tracing is reported on its own, so the first-block
+columns leave it out: a job's own ``first_call_seconds`` is the two together. The data sets are
+prepared into a temporary folder first.
 
 Usage (no other job on the CPU):
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/first_block.py --baseline /tmp/base \
@@ -124,9 +125,10 @@ def write(rows, meta, out):
     lines += [f"- {key}: {value}" for key, value in meta.items()]
     lines += [
         "",
-        "Seconds of a job's first compiled block (`first_call_seconds`: graph lowering, XLA",
+        "Seconds of a job's first compiled block without its tracing (graph lowering, XLA",
         "compilation or cache load, and the block's steps), cold = seed 0 into an empty compile",
-        "cache, warm = seed 1 after it; `trace` = the Python tracing before it (seed 1).",
+        "cache, warm = seed 1 after it; `trace` = the Python tracing, timed before it (seed 1);",
+        "a job's `first_call_seconds` is the two together.",
         "`same samples`: both checkouts' trained models drew bit-identical samples.",
         "",
         "| job | baseline cold | this cold | baseline warm | this warm | trace (baseline / this)"
