@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from runmeta import run_meta
+from runmeta import commit_of, run_meta
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,7 +60,7 @@ jobs.train_job(job, data_dir=data_dir, model_dir=model_dir, experiment="first-bl
 summary = json.loads((model_dir / "train.json").read_text())
 samples = (model_dir / "samples.npy").read_bytes().hex()
 print(json.dumps({"trace": traced[0], "first_block": summary["first_call_seconds"],
-                  "steps": summary["steps"], "samples": samples}))
+                  "samples": samples}))
 runtime.exit_now()
 """
 
@@ -160,11 +160,8 @@ def main(argv=None):
         work = pathlib.Path(tmp)
         prepare_data(config, jobs, work)
         rows = measure(jobs, sources, args.config, work)
-    baseline_commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-        cwd=sources["baseline"],
-    ).stdout.strip()  # fmt: skip
-    meta = run_meta("first_block.py", argv, started, load_before, baseline=baseline_commit)
+    baseline = commit_of(sources["baseline"])
+    meta = run_meta("first_block.py", argv, started, load_before, baseline=baseline)
     write(rows, meta, args.out)
     print(pathlib.Path(args.out).read_text())
 

@@ -11,13 +11,19 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def commit_of(root=ROOT):
+    """The short hash of the checkout at ``root`` (empty outside a git checkout)."""
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
+    )
+    return done.stdout.strip()
+
+
 def run_meta(script, argv, started, load_before, **extra):
     """The run's record: the command that reproduces it, UTC date, commit, machine, the load
     average before and after, the wall time since ``started`` (``time.perf_counter()``), and
     ``extra`` (threads, versions)."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    commit = commit_of()
     args = argv if argv is not None else sys.argv[1:]
     return {
         "command": f"TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/{script} " + " ".join(args),
