@@ -86,10 +86,11 @@ def test_gradients_equal_tfps_on_every_unmasked_weight(d, hidden_units, sequenti
         assert np.any(g_ours.numpy() != 0)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("shift_side", ["data", "noise"])
 @pytest.mark.parametrize("d,hidden_units", [(1, [4]), (5, [8, 8]), (6, [16, 7, 9]), (4, [])])
 def test_implicit_gradients_equal_autodiff_through_the_walk(
-    d, hidden_units, shift_side, dtype, tol
+    d, hidden_units, shift_side, jit_compile, dtype, tol
 ):
     """solve_by_degree's adjoint walk: the input's and every weight's gradient, exactly."""
     affine = MADEAffine(made(d, hidden_units, dtype, seed=3), shift_side=shift_side)
@@ -97,19 +98,19 @@ def test_implicit_gradients_equal_autodiff_through_the_walk(
     u = tf.constant(rng.randn(*([3, 7] if d > 1 else [21]), d), dtype)
     weights = tf.constant(rng.randn(*u.shape), dtype)  # a loss that mixes every y_i
     variables = affine.made.trainable_variables
-    grads = []
-    for solve in (forward_by_degree, solve_by_degree):
+
+    def gradients(solve):
         with tf.GradientTape() as tape:
             tape.watch(u)
             y, log_det = solve(affine, u)
             loss = tf.reduce_sum(weights * tf.sin(y)) + tf.reduce_sum(tf.cos(log_det))
         found = tape.gradient(loss, [u, *variables])  # None: a weight the walk never reads
-        grads.append(
-            [
-                np.zeros(v.shape) if g is None else g.numpy()
-                for g, v in zip(found, [u, *variables], strict=True)
-            ]
-        )
+        pairs = zip(found, [u, *variables], strict=True)
+        return [tf.zeros_like(v) if g is None else g for g, v in pairs]
+
+    # under XLA the walk and the back-substitution both run as while loops
+    implicit = tf.function(lambda: gradients(solve_by_degree), jit_compile=jit_compile)()
+    grads = [[g.numpy() for g in gradients(forward_by_degree)], [g.numpy() for g in implicit]]
     for g_walk, g_implicit in zip(*grads, strict=True):
         np.testing.assert_allclose(g_implicit, g_walk, rtol=tol(1e-10, 1e-4), atol=tol(1e-12, 1e-5))
     assert np.any(grads[1][0] != 0) and any(np.any(g != 0) for g in grads[1][1:])
@@ -153,6 +154,23 @@ def test_the_walk_does_one_passs_arithmetic(dtype):
     assert multiplied == sum(int(np.prod(k.shape)) for k in kernels[1:])
     stock_graph = tf.function(stock.forward).get_concrete_function(u).graph
     assert any(op.type in ("While", "StatelessWhile") for op in stock_graph.get_operations())
+
+
+@pytest.mark.parametrize("d,hidden_units", SHAPES)
+def test_under_xla_the_walk_is_one_loop_with_the_unrolled_walks_values(d, hidden_units, dtype, tol):
+    """XLA compiles a loop body once; graph mode keeps the unrolled walk, the faster there."""
+    affine = MADEAffine(made(d, hidden_units, dtype, seed=7), shift_side="noise")
+    u = tf.constant(np.random.RandomState(8).randn(*([3, 7] if d > 1 else [21]), d), dtype)
+    y, log_det = forward_by_degree(affine, u)
+    for jit_compile in (False, True):
+        solve = tf.function(lambda u: solve_by_degree(affine, u), jit_compile=jit_compile)
+        ops = solve.get_concrete_function(u).graph.get_operations()
+        assert any(op.type in ("While", "StatelessWhile") for op in ops) == jit_compile
+        y_solved, log_det_solved = solve(u)
+        np.testing.assert_allclose(y_solved, y, rtol=tol(1e-12, 1e-5), atol=tol(1e-12, 1e-5))
+        np.testing.assert_allclose(
+            log_det_solved, log_det, rtol=tol(1e-12, 1e-5), atol=tol(1e-12, 1e-5)
+        )
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ For cotangents ``(g_y, g_l)`` of ``(y, log_det)`` the gradient is
 ``a = g_y + g_l dlog_det/dy``: one MADE pass at the solution and a back-substitution
 ``v_i = a_i + sum_{j>i} N_ji v_j`` for ``i = D .. 1``, which is the walk run backwards
 (:func:`_adjoint_walk`: a unit of degree ``k`` has its whole cotangent once
-``v_D .. v_{k+1}`` are known).
+``v_D .. v_{k+1}`` are known). With XLA (the digits IAF's training) both walks run as one
+``tf.while_loop`` over degrees, which XLA compiles once instead of D unrolled copies.
 """
 
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # which graphs XLA compiles
 from tensorflow_probability import bijectors as tfb
 from tensorflow_probability.python.bijectors import masked_autoregressive as made_lib
 
@@ -91,6 +93,13 @@ def forward_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.T
     return _walk(affine, _plan(affine.made), *_masked_weights(affine.made), u)
 
 
+def _emit(affine: MADEAffine, pair: tf.Tensor, noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(y_i, s_i)`` from ``y_i``'s output pair ``[..., 2]`` (final) and ``u_i``."""
+    c, raw = tf.unstack(pair, num=2, axis=-1)
+    shift, log_scale = affine.shift_and_log_scale(c, raw)
+    return noise * tf.exp(log_scale) + shift, log_scale
+
+
 def _walk(
     affine: MADEAffine,
     plan: _Plan,
@@ -124,15 +133,86 @@ def _walk(
     noise = tf.unstack(u, num=d, axis=-1)
     ys, log_scales = [], []
     for i in range(d):
-        c, raw = tf.unstack(pre[-1][..., 2 * i : 2 * i + 2], num=2, axis=-1)
-        shift, log_scale = affine.shift_and_log_scale(c, raw)
-        y = noise[i] * tf.exp(log_scale) + shift
+        y, log_scale = _emit(affine, pre[-1][..., 2 * i : 2 * i + 2], noise[i])
         ys.append(y)
         log_scales.append(log_scale)
         if i + 1 < d:  # y_i has degree i + 1; the units of that degree are now final
             pre[0] = pre[0] + y[..., None] * input_rows[i]
             push(i + 1)
     return tf.stack(ys, axis=-1), tf.add_n(log_scales)
+
+
+def _padded_units(plan: _Plan) -> list[tuple[tf.Tensor, np.ndarray]]:
+    """Per hidden layer, ``(columns [D + 1, m], valid [D + 1, m])``: degree ``k``'s units, padded.
+
+    A loop over degrees needs the same shapes at every ``k``: each degree's span is padded to
+    the layer's widest, the padding pointing at column 0 with ``valid = 0``.
+    """
+    padded = []
+    for spans in plan.spans:
+        width = max(hi - lo for lo, hi in spans)
+        columns = np.zeros((len(spans), width), np.int32)
+        valid = np.zeros((len(spans), width))
+        for k, (lo, hi) in enumerate(spans):
+            columns[k, : hi - lo] = np.arange(lo, hi)
+            valid[k, : hi - lo] = 1.0
+        padded.append((tf.constant(columns), valid))
+    return padded
+
+
+def _combine(coefficients: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """``sum_j c_j rows_j``: ``[..., m]`` times ``[m, H]`` for the few units of one degree.
+
+    As a broadcast product and sum, which XLA fuses with the gathers around it; a matmul is a
+    kernel call of its own per degree (IAF(5, 2x64) on digits: 12.9 against 9.6 ms per
+    gradient).
+    """
+    return tf.reduce_sum(coefficients[..., None] * rows, axis=-2)
+
+
+def _last_axis_first_in(stacked: tf.Tensor) -> tf.Tensor:
+    """``[D, ...batch]`` (a stacked ``TensorArray``) to ``[...batch, D]``."""
+    rank = stacked.shape.rank
+    return tf.transpose(stacked, [*range(1, rank), 0])
+
+
+def _walk_loop(
+    affine: MADEAffine,
+    plan: _Plan,
+    kernels: list[tf.Tensor],
+    biases: list[tf.Tensor],
+    u: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`_walk` as one ``tf.while_loop`` over degrees (spans padded, same values).
+
+    For XLA: the unrolled walk's ~20 ops per degree and layer took XLA 21 s to compile for
+    IAF(5, 2x64) on digits and ran 1,000 densities in 43.9 ms; this loop's body compiles once
+    (1.1 s) and runs them in 22.7 ms. Graph mode runs the unrolled walk faster (36.9 against
+    63.5 ms). Not differentiated: :func:`solve_by_degree` runs it inside its custom gradient.
+    """
+    d = affine.made._event_size  # noqa: SLF001
+    batch = tf.shape(u)[:-1]
+    units = [(columns, tf.constant(valid, u.dtype)) for columns, valid in _padded_units(plan)]
+    pair = tf.constant([0, 1])
+
+    def push(pre: list[tf.Tensor], degree: tf.Tensor) -> list[tf.Tensor]:
+        """Feed each layer's units of ``degree`` (now final) into the layer above."""
+        for layer, (columns, valid) in enumerate(units):
+            cols = tf.gather(columns, degree)
+            unit = tf.nn.relu(tf.gather(pre[layer], cols, axis=-1)) * tf.gather(valid, degree)
+            pre[layer + 1] = pre[layer + 1] + _combine(unit, tf.gather(kernels[layer + 1], cols))
+        return pre
+
+    def step(i: tf.Tensor, log_det: tf.Tensor, ys: tf.TensorArray, *pre: tf.Tensor) -> tuple:
+        y, log_scale = _emit(affine, tf.gather(pre[-1], 2 * i + pair, axis=-1), u[..., i])
+        pre = [pre[0] + y[..., None] * tf.gather(kernels[0], i), *pre[1:]]
+        return (i + 1, log_det + log_scale, ys.write(i, y), *push(pre, i + 1))
+
+    pre = push([tf.broadcast_to(b, tf.concat([batch, tf.shape(b)], 0)) for b in biases], 0)
+    ys = tf.TensorArray(u.dtype, size=d, element_shape=u.shape[:-1])
+    start = (tf.constant(0), tf.zeros(batch, u.dtype), ys, *pre)
+    _, log_det, ys, *_ = tf.while_loop(lambda i, *_: i < d, step, start, maximum_iterations=d)
+    return _last_axis_first_in(ys.stack()), log_det
 
 
 def _made_pass(
@@ -156,51 +236,51 @@ def _adjoint_walk(
     """``v = (I - N)^{-T} a`` by back-substitution in degree order, ``N = dr/dy``.
 
     ``dr_dout[..., 2i:2i + 2]`` is ``dr_i / d(c_i, raw_i)`` (the MADE's two outputs of ``y_i``).
-    Walking ``i = D - 1 .. 0``: ``v_i`` is final; its output pair's cotangent enters the top
-    hidden layer, and each layer's units of degree ``i`` (now final) pass theirs down, until the
-    first layer's reach the inputs of degree ``< i + 1``.
+    One ``tf.while_loop`` over ``i = D - 1 .. 0``: ``v_i`` is final; its output pair's cotangent
+    enters the top hidden layer, and each layer's units of degree ``i`` (now final) pass theirs
+    down, until the first layer's reach the inputs of degree ``< i + 1``.
     """
     d = a.shape[-1]
-    depth = len(hidden_pre)
-    a_cols = tf.unstack(a, num=d, axis=-1)
-    dr_pairs = tf.split(dr_dout, d, axis=-1)
-    out_rows = tf.split(tf.transpose(kernels[-1]), d, axis=0)  # y_i's [2, H_top] rows
-    sizes = [[hi - lo for lo, hi in spans] for spans in plan.spans]
-    rows_below = [
-        tf.split(tf.transpose(k), n, axis=0) for k, n in zip(kernels[:-1], sizes, strict=True)
-    ]
-    active = [
-        tf.split(tf.cast(pre > 0, pre.dtype), n, axis=-1)
-        for pre, n in zip(hidden_pre, sizes, strict=True)
-    ]
-    g_hidden = [tf.zeros_like(pre) for pre in hidden_pre]  # cotangents of the activations
-    g_in, vs = None, [None] * d
-    for i in reversed(range(d)):
-        vs[i] = a_cols[i] if g_in is None else a_cols[i] + g_in[..., i]
-        g_top = tf.matmul(vs[i][..., None] * dr_pairs[i], out_rows[i])
-        if depth == 0:
-            g_in = g_top if g_in is None else g_in + g_top
-            continue
-        g_hidden[-1] = g_hidden[-1] + g_top
-        for layer in reversed(range(depth)):
-            lo, hi = plan.spans[layer][i]
-            if hi == lo:
-                continue
-            g_pre = g_hidden[layer][..., lo:hi] * active[layer][i]
-            g_down = tf.matmul(g_pre, rows_below[layer][i])
-            if layer > 0:
-                g_hidden[layer - 1] = g_hidden[layer - 1] + g_down
-            else:
-                g_in = g_down if g_in is None else g_in + g_down
-    return tf.stack(vs, axis=-1)
+    units = [(columns, tf.constant(valid, a.dtype)) for columns, valid in _padded_units(plan)]
+    active = [tf.cast(pre > 0, a.dtype) for pre in hidden_pre]
+    pair = tf.constant([0, 1])
+
+    def substitute(j: tf.Tensor, g_in: tf.Tensor, vs: tf.TensorArray, *g_hidden) -> tuple:
+        i = d - 1 - j
+        v = tf.gather(a, i, axis=-1) + tf.gather(g_in, i, axis=-1)
+        outputs = 2 * i + pair
+        g = _combine(
+            v[..., None] * tf.gather(dr_dout, outputs, axis=-1),
+            tf.transpose(tf.gather(kernels[-1], outputs, axis=1)),
+        )
+        g_hidden = list(g_hidden)
+        for layer in reversed(range(len(hidden_pre))):  # g: the cotangent entering this layer
+            g_hidden[layer] = g_hidden[layer] + g
+            columns, valid = units[layer]
+            cols = tf.gather(columns, i)
+            g_pre = tf.gather(g_hidden[layer] * active[layer], cols, axis=-1) * tf.gather(valid, i)
+            g = _combine(g_pre, tf.transpose(tf.gather(kernels[layer], cols, axis=1)))
+        return (j + 1, g_in + g, vs.write(i, v), *g_hidden)
+
+    vs = tf.TensorArray(a.dtype, size=d, element_shape=a.shape[:-1])
+    start = (tf.constant(0), tf.zeros_like(a), vs, *[tf.zeros_like(p) for p in hidden_pre])
+    _, _, vs, *_ = tf.while_loop(lambda j, *_: j < d, substitute, start, maximum_iterations=d)
+    return _last_axis_first_in(vs.stack())
+
+
+def _xla_compiles_here() -> bool:
+    """Whether the graph being built (or one it is nested in) is compiled by XLA."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def solve_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """:func:`forward_by_degree`'s ``(y, log_det)``, differentiated implicitly (module doc).
 
     The gradients with respect to ``u`` and the MADE's weights are autodiff's through the walk
-    up to rounding. The masked weights enter as inputs of the custom gradient, read outside it:
-    a gradient that reads variables itself breaks ``tf.cond``'s gradient.
+    up to rounding. Under XLA the walk runs as one loop (:func:`_walk_loop`), unrolled
+    otherwise; the back-substitution is always a loop. The masked weights enter as inputs of
+    the custom gradient, read outside it: a gradient that reads variables itself breaks
+    ``tf.cond``'s gradient.
     """
     made = affine.made
     plan = _plan(made)
@@ -209,7 +289,8 @@ def solve_by_degree(affine: MADEAffine, u: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
 
     @tf.custom_gradient
     def solve(u: tf.Tensor, *weights: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], Callable]:
-        y, log_det = _walk(affine, plan, list(weights[:n]), list(weights[n:]), u)
+        walk = _walk_loop if _xla_compiles_here() else _walk
+        y, log_det = walk(affine, plan, list(weights[:n]), list(weights[n:]), u)
 
         def grad(g_y: tf.Tensor, g_log_det: tf.Tensor) -> list[tf.Tensor]:
             at = tf.stop_gradient(y)
