@@ -14,7 +14,10 @@ For every model the default config (``config/config.yaml``) trains, side by side
   where zuko has the flow (MAF, NSF, NICE, Real-NVP).
 
 Every number is the median of ``--repeats`` measurements; the load average is recorded before
-and after, and the thread settings are the jobs' (one thread: intra-op 1, inter-op 1).
+and after, and the thread settings are the jobs' (one thread: intra-op 1, inter-op 1). Each case
+runs in a fresh process of its own, as a job does: in one process for all cases, LLVM failed
+with "Cannot allocate memory" (most of the RAM free) and the process segfaulted while compiling
+the digits IAF's variants, after the three other cases of LOOP_SPEED_BY_DEGREE.
 
 Usage (zuko and torch are not project dependencies):
     .venv/bin/pip install torch==2.13.0 zuko==1.6.0
@@ -27,6 +30,7 @@ import json
 import math
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--no-zuko", action="store_true")
     p.add_argument("--xla", action="store_true", help="XLA blocks for every case (jit_compile)")
     p.add_argument("--out", type=pathlib.Path, default=HERE / "LOOP_SPEED.md")
+    p.add_argument("--row-out", type=pathlib.Path, help=argparse.SUPPRESS)  # a case's process
     return p.parse_args(argv)
 
 
@@ -335,6 +340,9 @@ def write(rows, meta, out):
         "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if "failed" in r:
+            lines.append(f"| {r['case']} | {r['failed']} |" + " |" * 10)
+            continue
         ratio = r["fit"] / r["zuko"] if r.get("zuko") else None
         lines.append(
             f"| {r['case']} | {r['D']} | {'yes' if r.get('xla') else 'no'} | "
@@ -361,14 +369,35 @@ def main(argv=None):
     if args.xla:  # every case in XLA blocks, each beside its graph-mode twin
         todo = [(n, dataclasses.replace(j, training={**j.training, "jit_compile": True}))
                 for n, j in todo]  # fmt: skip
+    if args.row_out:  # a case's own process
+        ((name, job),) = todo
+        args.row_out.write_text(json.dumps(measure(config, name, job, args)))
+        return
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     rows = []
-    for name, job in todo:
-        rows.append(measure(config, name, job, args))
+    for name, _ in todo:
+        rows.append(measure_in_fresh_process(name, args))
         print(json.dumps(rows[-1]), flush=True)
     meta = run_meta("loop_speed.py", argv, t0, load_before, threads=threads)
     write(rows, meta, args.out)
+
+
+def measure_in_fresh_process(name, args):
+    """:func:`measure` of case ``name`` in a new Python process; its row (``failed`` if it died)."""
+    with tempfile.TemporaryDirectory(prefix="loop-speed-") as tmp:
+        row_out = pathlib.Path(tmp) / "row.json"
+        flags = [*(["--no-zuko"] if args.no_zuko else []), *(["--xla"] if args.xla else [])]
+        command = [
+            *(sys.executable, __file__, "--config", str(args.config), "--threads"),
+            *(str(args.threads), "--repeats", str(args.repeats), "--seconds", str(args.seconds)),
+            *("--only", name, "--row-out", str(row_out), *flags),
+        ]
+        done = subprocess.run(command, check=False)
+        if done.returncode != 0 or not row_out.is_file():
+            print(f"{name}: its process exited with {done.returncode}", file=sys.stderr)
+            return {"case": name, "failed": f"process exited with {done.returncode}"}
+        return json.loads(row_out.read_text())
 
 
 if __name__ == "__main__":
