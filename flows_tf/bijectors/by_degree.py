@@ -142,7 +142,7 @@ def _walk(
     return tf.stack(ys, axis=-1), tf.add_n(log_scales)
 
 
-def _padded_units(plan: _Plan) -> list[tuple[tf.Tensor, np.ndarray]]:
+def _padded_units(plan: _Plan, dtype: tf.DType) -> list[tuple[tf.Tensor, tf.Tensor]]:
     """Per hidden layer, ``(columns [D + 1, m], valid [D + 1, m])``: degree ``k``'s units, padded.
 
     A loop over degrees needs the same shapes at every ``k``: each degree's span is padded to
@@ -156,8 +156,13 @@ def _padded_units(plan: _Plan) -> list[tuple[tf.Tensor, np.ndarray]]:
         for k, (lo, hi) in enumerate(spans):
             columns[k, : hi - lo] = np.arange(lo, hi)
             valid[k, : hi - lo] = 1.0
-        padded.append((tf.constant(columns), valid))
+        padded.append((tf.constant(columns), tf.constant(valid, dtype)))
     return padded
+
+
+def _output_pair(i: tf.Tensor) -> tf.Tensor:
+    """The MADE output columns ``[2i, 2i + 1]`` of ``y_i``'s shift and log-scale inputs."""
+    return 2 * i + tf.constant([0, 1])
 
 
 def _combine(coefficients: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
@@ -192,8 +197,7 @@ def _walk_loop(
     """
     d = affine.made._event_size  # noqa: SLF001
     batch = tf.shape(u)[:-1]
-    units = [(columns, tf.constant(valid, u.dtype)) for columns, valid in _padded_units(plan)]
-    pair = tf.constant([0, 1])
+    units = _padded_units(plan, u.dtype)
 
     def push(pre: list[tf.Tensor], degree: tf.Tensor) -> list[tf.Tensor]:
         """Feed each layer's units of ``degree`` (now final) into the layer above."""
@@ -204,7 +208,7 @@ def _walk_loop(
         return pre
 
     def step(i: tf.Tensor, log_det: tf.Tensor, ys: tf.TensorArray, *pre: tf.Tensor) -> tuple:
-        y, log_scale = _emit(affine, tf.gather(pre[-1], 2 * i + pair, axis=-1), u[..., i])
+        y, log_scale = _emit(affine, tf.gather(pre[-1], _output_pair(i), axis=-1), u[..., i])
         pre = [pre[0] + y[..., None] * tf.gather(kernels[0], i), *pre[1:]]
         return (i + 1, log_det + log_scale, ys.write(i, y), *push(pre, i + 1))
 
@@ -241,14 +245,13 @@ def _adjoint_walk(
     down, until the first layer's reach the inputs of degree ``< i + 1``.
     """
     d = a.shape[-1]
-    units = [(columns, tf.constant(valid, a.dtype)) for columns, valid in _padded_units(plan)]
+    units = _padded_units(plan, a.dtype)
     active = [tf.cast(pre > 0, a.dtype) for pre in hidden_pre]
-    pair = tf.constant([0, 1])
 
     def substitute(j: tf.Tensor, g_in: tf.Tensor, vs: tf.TensorArray, *g_hidden) -> tuple:
         i = d - 1 - j
         v = tf.gather(a, i, axis=-1) + tf.gather(g_in, i, axis=-1)
-        outputs = 2 * i + pair
+        outputs = _output_pair(i)
         g = _combine(
             v[..., None] * tf.gather(dr_dout, outputs, axis=-1),
             tf.transpose(tf.gather(kernels[-1], outputs, axis=1)),
