@@ -21,7 +21,8 @@ data sets the grid holds. A student and its teacher share a data set, hence a pr
    ``sampling_speedup`` is the median over rounds of ``teacher seconds / student seconds``, both
    from the same round.
 
-``os.getloadavg()`` before and after (overall and per data set, with each process's pid), the
+``os.getloadavg()`` before and after (overall and per data set, with each process's pid and
+its seconds loading the models and measuring them: tracing, warm-up and rounds), the
 thread settings, ``n`` and ``repeats`` are written beside the table (:func:`conditions`).
 TensorFlow is imported only by :func:`conditions` and in the timing processes.
 
@@ -151,8 +152,9 @@ def time_models(
         seconds[index] = np.asarray(result.pop("seconds"))
         per_dataset[dataset] = result
         load = f"load {result['load_before']} -> {result['load_after']}"
+        split = f"loading {result['load_seconds']:.1f} s, measuring {result['measure_seconds']:.1f}"
         print(f"timed {dataset}: {result['models']} models in {result['wall_seconds']:.1f} s "
-              f"(pid {result['pid']}, {load})", flush=True)  # fmt: skip
+              f"({split} s; pid {result['pid']}, {load})", flush=True)  # fmt: skip
     after = {"load_after": os.getloadavg(), "seconds": time.perf_counter() - start}
     rows = timing_rows(records, seconds, n)
     conds = conditions(threads, n, repeats, load_before, **after, models=len(rows))
@@ -184,14 +186,18 @@ def _time_here(records: list[dict], n: int, repeats: int) -> dict:
     load_before = os.getloadavg()
     start = time.perf_counter()
     fns = [fn for record in records for fn in _load(record, n)]
+    loaded = time.perf_counter()
     seconds = evaluate.interleaved_times(fns, repeats).reshape(len(records), 2, repeats)
+    end = time.perf_counter()
     return {
         "seconds": seconds.tolist(),
         "models": len(records),
         "pid": os.getpid(),
         "load_before": [round(v, 2) for v in load_before],
         "load_after": [round(v, 2) for v in os.getloadavg()],
-        "wall_seconds": round(time.perf_counter() - start, 2),
+        "wall_seconds": round(end - start, 2),
+        "load_seconds": round(loaded - start, 2),  # the models loaded, their test rows drawn
+        "measure_seconds": round(end - loaded, 2),  # tracing, warm-up and the timed rounds
     }
 
 
