@@ -1,32 +1,51 @@
-"""Fixed cost of a pipeline job as a fraction of a finished Snakemake run's total job time.
+"""A finished workflow run's fixed cost, measured from its records, and the floor of it.
 
-The fixed cost is what every train or evaluate job pays besides its own work: interpreter
-start, ``runtime.configure`` (TensorFlow's import), TFP and the flows_tf training modules,
-MLflow's import and client set-up on the tracking store, and the process end
-(``runtime.exit_now``, as the job scripts end). It is timed by running that skeleton in fresh
-processes, alternating with the same skeleton ending by Python's normal teardown. The run's job
-times are the ``s`` column of the Snakemake ``benchmark:`` files under
-``<project>/benchmarks/{rule}/...``.
+1. The run's own numbers. Every ``train`` and ``evaluate`` job's wall seconds (the ``s`` column
+   of Snakemake's ``benchmark:`` files, ``benchmarks/{rule}/{dataset}/{flow}/seed{seed}.tsv``)
+   and each training job's ``train.json`` (``train_seconds``: its ``fit``;
+   ``first_call_seconds``: the first block of steps, tracing and compiling the step plus its
+   first 25-50 steps; ``steps``). With
 
-Usage (after a workflow run in ``PROJECT``, with the tracking URI it used):
-    MLFLOW_TRACKING_URI=sqlite:////tmp/x.db .venv/bin/python benchmarks/overhead.py PROJECT
+       job-seconds = sum over train and evaluate jobs of their wall seconds
+       fixed cost  = (train job seconds - train_seconds) + evaluate job seconds
+
+   i.e. all a job pays besides training steps: start-up (Python, TensorFlow, MLflow), data,
+   building the model, saving it, its samples and density grid, its in-process evaluation,
+   MLflow logging, and the evaluate step. ``with first blocks`` adds each fit's first block.
+   The serial ``time_models`` step (with its per-data-set split between loading and measuring,
+   ``results/timing/conditions.json``) and the workflow's wall time (the span of Snakemake's log
+   timestamps) are reported beside, not in the job-seconds.
+2. The floor of one process per job: the start-up skeleton every training job runs before its
+   work (interpreter, ``runtime.configure`` with TensorFlow's import, TFP and flows_tf, MLflow's
+   import and client set-up on a tracking store, ``runtime.exit_now``), timed in fresh
+   processes, alternating with the same skeleton ending by Python's normal teardown. An
+   evaluate step that publishes its training job's evaluation starts no TensorFlow, so its
+   floor is the skeleton without TensorFlow, TFP and flows_tf.
+
+Usage (after a workflow run in ``RUN``; nothing else on the CPU):
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/overhead.py RUN --out benchmarks/FIXED_COST.md
 """
 
 import argparse
 import csv
+import datetime
+import json
 import os
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from runmeta import commit_of, run_meta
+
 SKELETON = """
 import time
 t0 = time.perf_counter()
 from flows_tf import runtime
-runtime.configure(2)
+runtime.configure(1)  # jobs run one thread each
 import tensorflow as tf
 tf.reduce_sum(tf.ones([4])).numpy()  # an initialised runtime, as after a job's work
 t1 = time.perf_counter()
@@ -65,46 +84,189 @@ def fixed_cost(repeats, env):
     return statistics.median(walls), statistics.median(plain), [statistics.median(c) for c in cols]
 
 
-def job_seconds(project):
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.MULTILINE)
+
+
+def job_seconds(tsv):
+    """The wall seconds of one Snakemake ``benchmark:`` file (its first row's ``s``)."""
+    with open(tsv, newline="") as handle:
+        return float(next(csv.DictReader(handle, delimiter="\t"))["s"])
+
+
+def jobs_of(run):
+    """One dict per trained model: key, dataset, flow, seed, its train and evaluate job
+    seconds, and its ``train.json`` numbers."""
     rows = []
-    for path in sorted((project / "benchmarks").glob("*/**/*.tsv")):
-        with open(path) as fh:
-            for rec in csv.DictReader(fh, delimiter="\t"):
-                rows.append((path.relative_to(project / "benchmarks").parts[0], float(rec["s"])))
+    for tsv in sorted((run / "benchmarks" / "train").glob("*/*/seed*.tsv")):
+        dataset, flow, seed = tsv.parts[-3], tsv.parts[-2], tsv.stem
+        summary = json.loads(
+            (run / "results/models" / dataset / flow / seed / "train.json").read_text()
+        )
+        evaluate = run / "benchmarks" / "evaluate" / dataset / flow / tsv.name
+        if not evaluate.exists():
+            sys.exit(f"{evaluate} is missing: the run did not finish")
+        rows.append(
+            {
+                "model": f"{dataset}/{flow}",
+                "seed": seed,
+                "objective": summary["objective"],
+                "train_job": job_seconds(tsv),
+                "evaluate_job": job_seconds(evaluate),
+                "fit": float(summary["train_seconds"]),
+                "first_block": float(summary.get("first_call_seconds") or 0.0),
+                "steps": int(summary["steps"]),
+                "stopped_by": summary.get("stopped_by"),
+            }
+        )
+    if not rows:
+        sys.exit(f"no train benchmark files under {run / 'benchmarks' / 'train'}")
     return rows
 
 
+def totals(rows):
+    """Sums over ``rows``: jobs, job-seconds, fit, first blocks, outside fit, evaluate, fixed."""
+    out = {"jobs": len(rows)}
+    for key in ("train_job", "evaluate_job", "fit", "first_block", "steps"):
+        out[key] = sum(r[key] for r in rows)
+    out["outside_fit"] = out["train_job"] - out["fit"]
+    out["job_seconds"] = out["train_job"] + out["evaluate_job"]
+    out["fixed"] = out["outside_fit"] + out["evaluate_job"]
+    out["fixed_share"] = out["fixed"] / out["job_seconds"]
+    out["fixed_and_first_share"] = (out["fixed"] + out["first_block"]) / out["job_seconds"]
+    return out
+
+
+def workflow_span(run):
+    """(first, last) timestamp of the newest Snakemake log of ``run``, or None."""
+    logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        return None
+    stamps = STAMP.findall(logs[-1].read_text())
+    if not stamps:
+        return None
+    parse = [
+        datetime.datetime.strptime(" ".join(s.split()), "%a %b %d %H:%M:%S %Y") for s in stamps
+    ]
+    return min(parse), max(parse)
+
+
+def by_model(rows):
+    """Totals per model (its seeds together), largest job-seconds first."""
+    models = {}
+    for row in rows:
+        models.setdefault(row["model"], []).append(row)
+    table = [{"model": m, **totals(rs)} for m, rs in models.items()]
+    return sorted(table, key=lambda t: -t["job_seconds"])
+
+
+def _summary_lines(total, run):
+    span = workflow_span(run)
+    timing = run / "results" / "timing" / "conditions.json"
+    lines = [
+        f"- training jobs: {total['jobs']}, {total['train_job']:,.0f} job-seconds, of which "
+        f"{total['fit']:,.0f} inside `fit` ({total['first_block']:,.0f} in first blocks) and "
+        f"{total['outside_fit']:,.0f} outside it",
+        f"- evaluate steps: {total['evaluate_job']:,.0f} job-seconds",
+        f"- job-seconds (train + evaluate): {total['job_seconds']:,.0f}",
+        f"- **fixed cost: {total['outside_fit']:,.0f} + {total['evaluate_job']:,.0f} = "
+        f"{total['fixed']:,.0f} job-seconds, {total['fixed_share']:.1%}**; with the first "
+        f"blocks {total['fixed_and_first_share']:.1%}",
+    ]
+    if span:
+        lines.append(
+            f"- workflow wall time (Snakemake log): {span[1] - span[0]} ({span[0]} to {span[1]})"
+        )
+    time_models = run / "benchmarks" / "time_models" / "time_models.tsv"
+    if time_models.exists():
+        lines.append(f"- `time_models` (serial): {job_seconds(time_models):,.0f} s")
+    if timing.exists():
+        for dataset, c in json.loads(timing.read_text()).get("per_dataset", {}).items():
+            split = ""
+            if "load_seconds" in c:
+                split = (
+                    f": loading {c['load_seconds']:.1f} s, measuring {c['measure_seconds']:.1f} s"
+                )
+            lines.append(f"  - {dataset}: {c['models']} models in {c['wall_seconds']:.1f} s{split}")
+    return lines
+
+
+def report(run):
+    """The Markdown report of ``run``'s own records (the skeleton is timed apart)."""
+    rows = jobs_of(run)
+    total = totals(rows)
+    lines = [
+        f"Run: {run} at commit {commit_of(run) or 'unknown'}",
+        "",
+        *_summary_lines(total, run),
+        "",
+        "Per model (its seeds together), seconds; `fixed` = outside `fit` + evaluate steps:",
+        "",
+        "| model | jobs | job-s | fit | first blocks | outside fit | evaluate | fixed | steps |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in by_model(rows):
+        lines.append(
+            f"| {t['model']} | {t['jobs']} | {t['job_seconds']:.0f} | {t['fit']:.0f} | "
+            f"{t['first_block']:.0f} | {t['outside_fit']:.0f} | {t['evaluate_job']:.0f} | "
+            f"{t['fixed']:.0f} ({t['fixed_share']:.0%}) | {t['steps']:,} |"
+        )
+    return "\n".join(lines) + "\n", {"totals": total, "models": by_model(rows)}
+
+
+def floor(total, skeleton):
+    """Start-up seconds no job with a process of its own avoids, and their share."""
+    wall, _, (t_tf, t_tfp, _) = skeleton
+    seconds = total["jobs"] * wall + total["jobs"] * (wall - t_tf - t_tfp)
+    return {
+        "seconds": seconds,
+        "share_of_run": seconds / total["job_seconds"],
+        "share_at_this_fit": seconds / (total["fit"] + seconds),
+    }
+
+
+def _skeleton_lines(skeleton, total):
+    wall, plain, (t_tf, t_tfp, t_mlflow) = skeleton
+    low = floor(total, skeleton)
+    return [
+        "",
+        f"Start-up skeleton of a training job (median of fresh processes): **{wall:.2f} s** "
+        f"(TensorFlow import and thread set-up {t_tf:.2f} s, TFP and flows_tf {t_tfp:.2f} s, "
+        f"MLflow import and client {t_mlflow:.2f} s, interpreter start and end "
+        f"{wall - t_tf - t_tfp - t_mlflow:.2f} s); with Python's normal teardown {plain:.2f} s. "
+        f"An evaluate step's, without TensorFlow, TFP and flows_tf: {wall - t_tf - t_tfp:.2f} s.",
+        "",
+        f"Floor of one process per job: {total['jobs']} training jobs and {total['jobs']} "
+        f"evaluate steps pay {low['seconds']:,.0f} job-seconds of start-up alone, "
+        f"{low['share_of_run']:.1%} of this run's job-seconds, and "
+        f"{low['share_at_this_fit']:.1%} of a run that kept only its `fit` time and that "
+        "start-up.",
+    ]
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("project", type=pathlib.Path, help="project folder of a finished run")
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args(argv)
-    jobs = job_seconds(args.project)
-    if not jobs:
-        raise SystemExit(f"no Snakemake benchmark files under {args.project / 'benchmarks'}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=pathlib.Path, help="the folder of a finished workflow run")
+    parser.add_argument("--repeats", type=int, default=5, help="skeleton processes per ending")
+    parser.add_argument("--out", type=pathlib.Path, help="Markdown file (a .json beside it)")
+    args = parser.parse_args(argv)
+    started, load_before = time.perf_counter(), os.getloadavg()
+    text, data = report(args.run.resolve())
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     with tempfile.TemporaryDirectory() as tmp:
-        env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/probe.db")
-        wall, plain, (t_tf, t_tfp, t_mlflow) = fixed_cost(args.repeats, env)
-    total = sum(s for _, s in jobs)
-    by_rule = {}
-    for rule, s in jobs:
-        by_rule.setdefault(rule, []).append(s)
-    print(f"load average {os.getloadavg()}")
-    print(f"jobs with benchmark files: {len(jobs)}, total job time {total:.1f} s")
-    for rule, ss in sorted(by_rule.items()):
-        med = statistics.median(ss)
-        print(f"  {rule}: {len(ss)} jobs, median {med:.1f} s, sum {sum(ss):.1f} s")
-    print(
-        f"fixed cost per job {wall:.1f} s (TF import+configure {t_tf:.1f} s, TFP+flows_tf "
-        f"{t_tfp:.1f} s, MLflow import+set-up {t_mlflow:.1f} s, rest: start and teardown "
-        f"{wall - t_tf - t_tfp - t_mlflow:.1f} s)"
-    )
-    print(
-        f"normal interpreter teardown instead of runtime.exit_now: {plain:.1f} s per job "
-        f"({plain - wall:+.1f} s)"
-    )
-    print(f"fixed cost fraction: {len(jobs) * wall / total:.1%} of total job time")
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/probe.db"
+        skeleton = fixed_cost(args.repeats, env)
+    meta = run_meta("overhead.py", argv, started, load_before)
+    header = ["# Fixed cost of a workflow run (generated by benchmarks/overhead.py)", ""]
+    header += [f"- {k}: {v}" for k, v in meta.items()] + [""]
+    skeleton_lines = "\n".join(_skeleton_lines(skeleton, data["totals"]))
+    text = "\n".join(header) + "\n" + text + skeleton_lines + "\n"
+    data["meta"] = meta
+    data["skeleton"] = dict(zip(("wall", "plain_teardown", "parts"), skeleton, strict=True))
+    data["floor"] = floor(data["totals"], skeleton)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -451,8 +451,9 @@ def vi_table(
 def timing_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (data set, flow), mean over seeds of the serial timing (seconds per 1,000 samples and
     per 1,000 densities; a student's sampling speed-up over its teacher), parameters, and
-    ``train_job_wall_seconds`` (``train_seconds``: the training job's wall time, including
-    validation, checkpoints and logging, taken while other jobs shared the CPU)."""
+    ``train_job_wall_seconds`` (``train_seconds``: the wall time of the training job's ``fit``,
+    including validation, checkpoints and logging but not the job's start-up, saving or
+    evaluation, taken while other jobs shared the CPU)."""
     missing = [c for c in TIMING_METRICS if c not in runs]
     if missing:
         raise TableError(f"the runs carry no serial timing ({missing}); pass runs_frame(timing=)")
@@ -516,8 +517,9 @@ def table_note(table: pd.DataFrame, kind: str, conditions: dict | None = None) -
             f"intra/inter {threads.get('intra_op_threads', '?')}/"
             f"{threads.get('inter_op_threads', '?')}; load average before "
             f"{c.get('load_before', '?')}, after {c.get('load_after', '?')}. "
-            "train_job_wall_seconds: wall time of the training job (validation, checkpoints, "
-            "logging included) while other jobs shared the CPU."
+            "train_job_wall_seconds: wall time of the training job's fit (validation, "
+            "checkpoints, logging included; not its start-up, saving or evaluation) while other "
+            "jobs shared the CPU."
         )
     if kind in WIDE and table["se_seed"].isna().any():
         text += f" {DAGGER} one seed: the seed-to-seed spread is not measured."
