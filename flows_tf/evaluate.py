@@ -355,6 +355,7 @@ def interleaved_times(
     repeats: int,
     burst_seconds: float = 0.05,
     warmup_seconds: float = 0.2,
+    prepare: Sequence[Callable[[], object]] | None = None,
 ) -> np.ndarray:
     """Seconds per call of each of ``fns`` in each of ``repeats`` rounds, after a warm-up.
 
@@ -369,16 +370,24 @@ def interleaved_times(
     pass on digits took 6.4 ms after a 138 ms IAF pass). The garbage collector is off while
     timing, as in :mod:`timeit`. The clock stops once the result is on the host.
 
+    ``prepare[i]()``, if given, runs untimed before ``fns[i]``'s warm-up and before each of
+    its untimed calls (e.g. it loads a model's weights into a graph shared with other models).
+
     Returns:
         seconds per call, shape ``(len(fns), repeats)`` (take the median over axis 1).
     """
-    calls = [max(1, min(100, int(burst_seconds / _warm_up(fn, warmup_seconds)))) for fn in fns]
+    prepare = list(prepare) if prepare is not None else [lambda: None] * len(fns)
+    calls = []
+    for fn, ready in zip(fns, prepare, strict=True):
+        ready()
+        calls.append(max(1, min(100, int(burst_seconds / _warm_up(fn, warmup_seconds)))))
     times = [[] for _ in fns]
     collecting = gc.isenabled()
     gc.disable()  # as timeit does: a collection of many models' objects is not a call's cost
     try:
         for _ in range(repeats):
-            for fn, k, record in zip(fns, calls, times, strict=True):
+            for fn, ready, k, record in zip(fns, prepare, calls, times, strict=True):
+                ready()
                 np.asarray(fn())  # back in cache after the previous function's calls
                 start = time.perf_counter()
                 for _ in range(k):

@@ -6,9 +6,11 @@ are timed one after another, each in a new Python process (``python -m flows_tf.
 holds only that data set's models, so that a data set's timings do not depend on which other
 data sets the grid holds. A student and its teacher share a data set, hence a process. In each:
 
-1. every model of the data set is loaded (from the ``model_dir`` its metrics JSON names) and
-   gets two compiled functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` of its
-   own samples;
+1. every model of the data set is loaded (from the ``model_dir`` its metrics JSON names); the
+   models of one spec (a variant's seeds: the same graph, other weights) share two compiled
+   functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` rows, traced once, and
+   each model's weights are assigned to them, untimed, before its calls, which draw its samples
+   and evaluate ``n`` of its own;
 2. each function is traced and then called for about 0.2 s untimed (warm-up; see
    :func:`flows_tf.evaluate.interleaved_times`);
 3. ``repeats`` rounds measure every function once, models in a fixed round-robin order, so
@@ -44,9 +46,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = [
     "TIMING_METRICS",
@@ -103,19 +109,52 @@ def _teacher_key(record: dict) -> str | None:
     return f"{record['dataset']}/{record['teacher']}/seed{int(record['seed'])}/mle"
 
 
-def _load(record: dict, n: int) -> tuple[Callable[[], object], Callable[[], object]]:
-    """The two timed functions of one model: compiled ``sample(n)`` and ``log_prob`` of ``n``."""
+def _load_models(records: list[dict], n: int) -> tuple[list[Callable], list[Callable]]:
+    """The timed functions of ``records``, ``sample(n)`` and ``log_prob`` of ``n`` of the
+    model's own samples for each, and for each function what loads its model's weights.
+
+    Models of one ``model_spec.json`` share the functions of the first of them, so that a
+    variant's graph is traced once rather than once per seed.
+    """
     import tensorflow as tf
 
     from flows_tf import evaluate, modelio
 
-    model_dir = Path(record["model_dir"])
-    spec = json.loads((model_dir / "model_spec.json").read_text())
-    flow = modelio.load_flow(spec, model_dir / "model", seed=int(record["seed"]))
-    sample = evaluate.compiled_sampler(flow, n)
-    x = tf.constant(flow.sample(n, seed=[3, 4]))
-    log_prob = evaluate.compiled_log_prob(flow)
-    return sample, lambda: log_prob(x)
+    shared: dict[str, tuple] = {}  # spec -> (flow, sample, log_prob, whose weights it holds)
+    fns, prepare = [], []
+    for i, record in enumerate(records):
+        model_dir = Path(record["model_dir"])
+        spec = json.loads((model_dir / "model_spec.json").read_text())
+        flow = modelio.load_flow(spec, model_dir / "model", seed=int(record["seed"]))
+        x = tf.constant(flow.sample(n, seed=[3, 4]))
+        key = json.dumps(spec, sort_keys=True)
+        if key not in shared:
+            compiled = evaluate.compiled_sampler(flow, n), evaluate.compiled_log_prob(flow)
+            shared[key] = (flow, *compiled, [i])
+        host, sample, log_prob, holds = shared[key]
+        load = _weights_loader(i, flow, host, holds)
+        fns += [sample, lambda log_prob=log_prob, x=x: log_prob(x)]
+        prepare += [load, load]
+    return fns, prepare
+
+
+def _weights_loader(
+    i: int, flow: tf.Module, host: tf.Module, holds: list[int]
+) -> Callable[[], None]:
+    """``load()`` puts model ``i``'s weights (``flow``'s) into ``host``'s variables, unless
+    ``holds[0] == i`` already."""
+    values = [v.numpy() for v in flow.variables]
+    targets = host.variables
+    if [tuple(v.shape) for v in targets] != [v.shape for v in values]:
+        raise TimingError(f"model {i}: its variables are not those of its spec's first model")
+
+    def load() -> None:
+        if holds[0] != i:
+            for variable, value in zip(targets, values, strict=True):
+                variable.assign(value)
+            holds[0] = i
+
+    return load
 
 
 def time_models(
@@ -185,9 +224,10 @@ def _time_here(records: list[dict], n: int, repeats: int) -> dict:
     tf.get_logger().setLevel("ERROR")  # one tf.function per model is intended, not retracing
     load_before = os.getloadavg()
     start = time.perf_counter()
-    fns = [fn for record in records for fn in _load(record, n)]
+    fns, prepare = _load_models(records, n)
     loaded = time.perf_counter()
-    seconds = evaluate.interleaved_times(fns, repeats).reshape(len(records), 2, repeats)
+    seconds = evaluate.interleaved_times(fns, repeats, prepare=prepare)
+    seconds = seconds.reshape(len(records), 2, repeats)
     end = time.perf_counter()
     return {
         "seconds": seconds.tolist(),

@@ -108,6 +108,19 @@ def test_interleaved_times_warm_up_then_a_cache_call_and_a_timed_call_each_per_r
     assert times.shape == (2, 3) and np.all(times[1] >= 0.02) and np.all(times[0] < 0.02)
 
 
+def test_interleaved_times_prepares_each_function_untimed_before_its_warm_up_and_rounds():
+    calls = []
+    fns = [_sleeper(calls, "a", 0.0), _sleeper(calls, "b", 0.0)]
+    prepare = [_sleeper(calls, "load a", 0.0), _sleeper(calls, "load b", 0.05)]
+    times = evaluate.interleaved_times(
+        fns, repeats=2, burst_seconds=0.0, warmup_seconds=0.0, prepare=prepare
+    )
+    assert calls == ["load a", "a", "a", "load b", "b", "b"] + [
+        "load a", "a", "a", "load b", "b", "b"
+    ] * 2  # fmt: skip
+    assert np.all(times < 0.05)  # the 50 ms of loading b are outside the clock
+
+
 def test_interleaved_times_times_short_calls_in_bursts_and_reports_seconds_per_call():
     calls = []
     fns = [_sleeper(calls, "short", 0.001), _sleeper(calls, "long", 0.06)]

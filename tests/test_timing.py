@@ -170,3 +170,51 @@ def test_a_failing_timing_process_names_its_data_set(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(timing.TimingError, match=r"timing moons failed \(exit 1\)"):
         timing.time_models([path], n=8, repeats=1, threads={"threads": 1})
+
+
+_SHARED_CASES = [
+    *("gaussian", "planar", "radial", "nice", "realnvp", "glow", "maf", "iaf", "nsf"),
+    ("maf", {"shift_side": "noise", "sequential": "by_degree", "data_affine": "diag"}),
+    ("iaf", {"sequential": "by_degree_implicit", "data_affine": "diag"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [(c, {}) if isinstance(c, str) else c for c in _SHARED_CASES],
+    ids=lambda c: c if isinstance(c, str) else "-".join(map(str, c.values())),
+)
+def test_seeds_of_one_spec_share_the_timed_functions_yet_each_runs_its_own_weights(
+    name, extra, make_flow, small_hparams, tmp_path
+):
+    import tensorflow as tf
+
+    hparams = {**small_hparams[name], **extra}
+    spec = modelio.make_spec(name, [2], hparams)
+    records, own = [], []
+    for seed in (0, 1):
+        flow = make_flow(name, perturb=0.3, seed=seed, dtype=tf.float32, **extra)
+        model_dir = tmp_path / f"seed{seed}"
+        modelio.save_flow(flow, model_dir / "model")
+        (model_dir / "model_spec.json").write_text(json.dumps(spec))
+        records.append({"model_dir": str(model_dir), "seed": seed})
+        own.append(flow)
+    fns, prepare = timing._load_models(records, n=16)
+    assert len(fns) == len(prepare) == 4 and fns[0] is fns[2]  # one sampler, traced once
+    for i in (1, 0, 1):  # back and forth: each call runs the weights loaded last
+        prepare[2 * i]()
+        expected = own[i].sample(16, seed=[1, 2])
+        np.testing.assert_allclose(fns[2 * i](), expected, rtol=1e-4, atol=1e-5)
+        prepare[2 * i + 1]()
+        x = own[i].sample(16, seed=[3, 4])
+        np.testing.assert_allclose(fns[2 * i + 1](), own[i].log_prob(x), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(own[0].sample(16, seed=[1, 2]), own[1].sample(16, seed=[1, 2]))
+
+
+def test_a_model_whose_variables_differ_from_its_specs_first_is_an_error(make_flow, tmp_path):
+    import tensorflow as tf
+
+    first = make_flow("maf", dtype=tf.float32)
+    other = make_flow("maf", dtype=tf.float32, hidden_units=[4, 4])
+    with pytest.raises(timing.TimingError, match="model 1: its variables are not those"):
+        timing._weights_loader(1, other, first, [0])
