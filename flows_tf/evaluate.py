@@ -372,15 +372,19 @@ def interleaved_times(
 
     ``prepare[i]()``, if given, runs untimed before ``fns[i]``'s warm-up and before each of
     its untimed calls (e.g. it loads a model's weights into a graph shared with other models).
+    A function listed more than once (models sharing one compiled graph) is warmed up once,
+    and its bursts take their length from that warm-up.
 
     Returns:
         seconds per call, shape ``(len(fns), repeats)`` (take the median over axis 1).
     """
     prepare = list(prepare) if prepare is not None else [lambda: None] * len(fns)
-    calls = []
+    per_call = {}  # id(fn) -> seconds per call after its warm-up
     for fn, ready in zip(fns, prepare, strict=True):
-        ready()
-        calls.append(max(1, min(100, int(burst_seconds / _warm_up(fn, warmup_seconds)))))
+        if id(fn) not in per_call:
+            ready()
+            per_call[id(fn)] = _warm_up(fn, warmup_seconds)
+    calls = [max(1, min(100, int(burst_seconds / per_call[id(fn)]))) for fn in fns]
     times = [[] for _ in fns]
     collecting = gc.isenabled()
     gc.disable()  # as timeit does: a collection of many models' objects is not a call's cost

@@ -113,14 +113,14 @@ def _load_models(records: list[dict], n: int) -> tuple[list[Callable], list[Call
     """The timed functions of ``records``, ``sample(n)`` and ``log_prob`` of ``n`` of the
     model's own samples for each, and for each function what loads its model's weights.
 
-    Models of one ``model_spec.json`` share the functions of the first of them, so that a
-    variant's graph is traced once rather than once per seed.
+    Models of one ``model_spec.json`` share the two functions of the first of them (the same
+    objects), so that a variant's graph is traced and warmed up once rather than once per seed.
     """
     import tensorflow as tf
 
-    from flows_tf import evaluate, modelio
+    from flows_tf import modelio
 
-    shared: dict[str, tuple] = {}  # spec -> (flow, sample, log_prob, whose weights it holds)
+    shared: dict[str, tuple] = {}  # spec -> (flow, sample, log_prob, what it holds)
     fns, prepare = [], []
     for i, record in enumerate(records):
         model_dir = Path(record["model_dir"])
@@ -129,30 +129,39 @@ def _load_models(records: list[dict], n: int) -> tuple[list[Callable], list[Call
         x = tf.constant(flow.sample(n, seed=[3, 4]))
         key = json.dumps(spec, sort_keys=True)
         if key not in shared:
-            compiled = evaluate.compiled_sampler(flow, n), evaluate.compiled_log_prob(flow)
-            shared[key] = (flow, *compiled, [i])
-        host, sample, log_prob, holds = shared[key]
-        load = _weights_loader(i, flow, host, holds)
-        fns += [sample, lambda log_prob=log_prob, x=x: log_prob(x)]
+            holds = {"model": i, "x": x}
+            shared[key] = (flow, *_timed_functions(flow, n, holds), holds)
+        host, sample, log_prob_of_rows, holds = shared[key]
+        load = _weights_loader(i, flow, x, host, holds)
+        fns += [sample, log_prob_of_rows]
         prepare += [load, load]
     return fns, prepare
 
 
+def _timed_functions(flow: tf.Module, n: int, holds: dict) -> tuple[Callable, Callable]:
+    """``flow``'s compiled ``sample(n)`` (fixed seed) and ``log_prob`` of the rows
+    ``holds["x"]`` (the samples of the model whose weights ``flow`` holds)."""
+    from flows_tf import evaluate
+
+    log_prob = evaluate.compiled_log_prob(flow)
+    return evaluate.compiled_sampler(flow, n), lambda: log_prob(holds["x"])
+
+
 def _weights_loader(
-    i: int, flow: tf.Module, host: tf.Module, holds: list[int]
+    i: int, flow: tf.Module, x: tf.Tensor, host: tf.Module, holds: dict
 ) -> Callable[[], None]:
     """``load()`` puts model ``i``'s weights (``flow``'s) into ``host``'s variables, unless
-    ``holds[0] == i`` already."""
+    ``holds["model"] == i`` already, and makes ``x`` (its own samples) the rows to evaluate."""
     values = [v.numpy() for v in flow.variables]
     targets = host.variables
     if [tuple(v.shape) for v in targets] != [v.shape for v in values]:
         raise TimingError(f"model {i}: its variables are not those of its spec's first model")
 
     def load() -> None:
-        if holds[0] != i:
+        if holds["model"] != i:
             for variable, value in zip(targets, values, strict=True):
                 variable.assign(value)
-            holds[0] = i
+            holds.update(model=i, x=x)
 
     return load
 

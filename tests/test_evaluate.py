@@ -121,6 +121,18 @@ def test_interleaved_times_prepares_each_function_untimed_before_its_warm_up_and
     assert np.all(times < 0.05)  # the 50 ms of loading b are outside the clock
 
 
+def test_interleaved_times_warms_a_function_listed_twice_up_once():
+    calls = []
+    shared = _sleeper(calls, "shared", 0.0)
+    prepare = [_sleeper(calls, "load 1", 0.0), _sleeper(calls, "load 2", 0.0)]
+    evaluate.interleaved_times(
+        [shared, shared], repeats=1, burst_seconds=0.0, warmup_seconds=0.0, prepare=prepare
+    )
+    assert calls == ["load 1", "shared", "shared"] + ["load 1", "shared", "shared"] + [
+        "load 2", "shared", "shared"
+    ]  # fmt: skip
+
+
 def test_interleaved_times_times_short_calls_in_bursts_and_reports_seconds_per_call():
     calls = []
     fns = [_sleeper(calls, "short", 0.001), _sleeper(calls, "long", 0.06)]
