@@ -31,10 +31,11 @@ METRICS = ("sample_seconds_per_1k", "logprob_seconds_per_1k")
 
 # one timing run in a fresh interpreter whose flows_tf is the checkout's (cwd and PYTHONPATH)
 _DRIVER = """
-import json, sys
-from flows_tf import runtime, timing
-threads = runtime.configure(2)
-rows, conds = timing.time_models(json.loads(sys.argv[1]), n=1000, repeats=15, threads=threads)
+import json, os, sys
+from flows_tf import jobs, runtime, timing
+threads = runtime.configure(os.cpu_count() or 1)  # all cores, as the time_models step
+n, repeats = jobs.EVALUATION_DEFAULTS["timing_n"], jobs.EVALUATION_DEFAULTS["timing_repeats"]
+rows, conds = timing.time_models(json.loads(sys.argv[1]), n=n, repeats=repeats, threads=threads)
 json.dump({"rows": rows, "per_dataset": conds["per_dataset"], "seconds": conds["seconds"]},
           open(sys.argv[2], "w"))
 """
@@ -57,8 +58,9 @@ def metrics_files(run, datasets, folder):
 def time_with(checkout, files, folder, label):
     """One timing run of ``files`` with ``checkout``'s code; its rows and seconds."""
     out = folder / f"{label}.json"
-    env = dict(os.environ, PYTHONPATH=str(checkout), TF_USE_LEGACY_KERAS="1")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env = dict(
+        os.environ, PYTHONPATH=str(checkout), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2"
+    )
     command = [sys.executable, "-c", _DRIVER, json.dumps(files), str(out)]
     subprocess.run(command, cwd=checkout, env=env, check=True, capture_output=True)
     return json.loads(out.read_text())

@@ -11,8 +11,8 @@ data sets the grid holds. A student and its teacher share a data set, hence a pr
    functions, ``sample(n)`` with a fixed seed and ``log_prob`` of ``n`` rows, traced once, and
    each model's weights are assigned to them, untimed, before its calls, which draw its samples
    and evaluate ``n`` of its own;
-2. each function is traced and then called for about 0.2 s untimed (warm-up; see
-   :func:`flows_tf.evaluate.interleaved_times`);
+2. each (shared) function is traced and then called for about 0.2 s untimed, once (warm-up;
+   see :func:`flows_tf.evaluate.interleaved_times`);
 3. ``repeats`` rounds measure every function once, models in a fixed round-robin order, so
    that a drift of machine load hits all models alike; each measurement is an untimed call and
    then a timed burst of calls of about 50 ms (one call for longer ones), seconds per call, so
