@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from flows_tf import evaluate, objectives, train
-from flows_tf.flows import build_flow
+from flows_tf.flows import build_flow, initialize
 from flows_tf.objectives.base import Objective, as_data
 
 tfb = tfp.bijectors
@@ -358,6 +358,45 @@ def test_xla_blocks_repeat_bit_for_bit_and_resume_exactly(tmp_path):
     # XLA rounds differently from the graph: a run may not switch it on resume
     with pytest.raises(ValueError, match="jit_compile"):
         _xla_vi_fit(tmp_path / "c", jit=False)
+
+
+def _seed_fit(objective, seed, workdir, shared=None):
+    """Glow by maximum likelihood (data-initialised actnorms) or planar VI, ``seed``'s run."""
+    train.set_seeds(seed)
+    if objective == "mle":
+        flow = build_flow("glow", [2], num_layers=2, hidden_units=[8, 8])
+        inputs = dict(_SHARED_DATA)  # the same arrays for every seed, as a variant's job has
+        initialize(flow, inputs["train"])
+        settings = {"batch_size": 32, "max_epochs": 3, "patience": 1, "steps_per_call": 5}
+    else:
+        flow = build_flow("planar", [2], num_layers=3)
+        inputs = {"target": _shifted_gaussian}
+        settings = {"batch_size": 32, "steps": 40, "eval_every": 10, "anneal_steps": 10,
+                    "steps_per_call": 5, "patience": 1}  # fmt: skip
+    result = train.fit(flow, objective, workdir=workdir, seed=seed, settings=settings,
+                       shared=shared, **inputs)  # fmt: skip
+    return result, [v.numpy() for v in flow.variables]
+
+
+_SHARED_DATA = {"train": _correlated(256, 2, 5), "val": _correlated(128, 2, 6)}
+
+
+@pytest.mark.parametrize("objective", ["mle", "vi"])
+def test_seeds_sharing_one_compiled_block_train_to_the_bits_of_their_own_fits(objective, tmp_path):
+    shared = {}
+    first, _ = _seed_fit(objective, 0, tmp_path / "s0", shared)
+    second, weights = _seed_fit(objective, 1, tmp_path / "s1", shared)
+    alone, alone_weights = _seed_fit(objective, 1, tmp_path / "alone")
+    assert len(shared) == 1 and second.traces == first.traces == 1  # traced once, for seed 0
+    assert second.history == alone.history and second.steps == alone.steps
+    assert all(np.array_equal(u, v) for u, v in zip(weights, alone_weights, strict=True))
+    # a seed's checkpoints resume on the shared parts too: the finished run only reloads
+    again, again_weights = _seed_fit(objective, 1, tmp_path / "s1", shared)
+    assert again.resumed and again.history == alone.history
+    assert all(np.array_equal(u, v) for u, v in zip(again_weights, weights, strict=True))
+    # and seed 0 again starts afresh from its own weights, not from seed 1's trained ones
+    repeat, _ = _seed_fit(objective, 0, tmp_path / "s0_again", shared)
+    assert repeat.history == first.history
 
 
 # ---- reproducibility and resume in fresh processes ------------------------------------------

@@ -42,6 +42,9 @@ class Objective:
     needs: tuple[str, ...] = ()  # inputs of fit: "train", "val", "target", "teacher"
     extra_settings: dict = {}  # objective-specific training settings and their defaults
     validates = False  # True: :meth:`score` is the mean validation log-likelihood
+    # True: the compiled loss reads the seed only through :meth:`block`'s inputs, so one
+    # objective serves every seed of a model after :meth:`reseed` (train.fit's ``shared``)
+    reseedable = False
 
     def __init__(self, flow: tfd.TransformedDistribution, settings: dict, seed: int, **inputs):
         missing = [k for k in self.required if inputs.get(k) is None]
@@ -58,6 +61,12 @@ class Objective:
 
     def initialize(self) -> None:
         """Data-dependent initialisation of a fresh run (default: nothing)."""
+
+    def reseed(self, seed: int) -> None:
+        """Serve the run of ``seed`` (only when :attr:`reseedable`)."""
+        if not self.reseedable:
+            raise TypeError(f"objective {self.name!r} cannot change its seed")
+        self.seed = int(seed)
 
     def learning_rate(self) -> float | tf_keras.optimizers.schedules.LearningRateSchedule:
         """The base learning rate: constant, or cosine to 0 at the step cap."""
@@ -94,6 +103,8 @@ class Objective:
 class SampledObjective(Objective):
     """Objectives on the flow's own samples: step ``t`` draws with the stateless seed
     ``(seed, t)`` at inverse temperature ``beta_t`` (:func:`losses.anneal_beta`)."""
+
+    reseedable = True
 
     def __init__(self, flow: tfd.TransformedDistribution, settings: dict, seed: int, **inputs):
         super().__init__(flow, settings, seed, **inputs)

@@ -25,6 +25,7 @@ class Distill(SampledObjective):
     """
 
     name, needs, required = "distill", ("teacher",), ("teacher",)
+    reseedable = False  # its teacher (and a paired bank) belong to one seed
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ class MaximumLikelihood(Objective):
     name, needs, required = "mle", ("train", "val", "pixel_space"), ("train",)
     extra_settings = {"dequantize": "fresh"}
     validates = True
+    reseedable = True
 
     def __init__(
         self,
@@ -73,6 +74,10 @@ class MaximumLikelihood(Objective):
 
     def initialize(self) -> None:
         flows.initialize(self.flow, self._train_rows[: self.batch])
+
+    def reseed(self, seed: int) -> None:
+        super().reseed(seed)
+        self._order = (None, None)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order[0] != epoch:

@@ -145,6 +145,66 @@ def _block_step(
     return run
 
 
+def _copy_weights(source: tf.Module, target: tf.Module) -> None:
+    """Assign ``source``'s variables to ``target``'s (the same spec; nothing if the same flow)."""
+    if source is not target:
+        for mine, theirs in zip(target.variables, source.variables, strict=True):
+            mine.assign(theirs)
+
+
+@dataclass
+class _Parts:
+    """A flow with its objective, training state, optimizer and compiled block of steps."""
+
+    flow: tfd.TransformedDistribution
+    variables: list
+    objective: Objective
+    state: TrainState
+    optimizer: tf_keras.optimizers.Optimizer
+    run_block: tf.types.experimental.PolymorphicFunction
+    inputs: dict  # held so that the ids in its ``shared`` key stay these objects'
+
+    @classmethod
+    def of(
+        cls,
+        flow: tfd.TransformedDistribution,
+        objective_cls: type,
+        s: dict,
+        seed: int,
+        inputs: dict,
+        shared: dict | None,
+    ) -> _Parts:
+        """Build the parts of ``flow``, or restart those ``shared`` holds for the same run."""
+        key = None
+        if shared is not None and objective_cls.reseedable:
+            key = (
+                objective_cls.name,
+                json.dumps(s, sort_keys=True, default=str),
+                tuple(sorted((name, id(value)) for name, value in inputs.items())),
+                tuple((tuple(v.shape), v.dtype.name, v.trainable) for v in flow.variables),
+            )
+            if key in shared:
+                return shared[key].restart(flow, seed)
+        variables = list(flow.trainable_variables)
+        objective = objective_cls(flow, s, seed, **inputs)
+        state = TrainState(variables)
+        optimizer = _optimizer(objective, s, state, variables)
+        run_block = _block_step(objective, optimizer, variables, s["clip_norm"], s["jit_compile"])
+        parts = cls(flow, variables, objective, state, optimizer, run_block, inputs)
+        if key is not None:
+            shared[key] = parts
+        return parts
+
+    def restart(self, flow: tfd.TransformedDistribution, seed: int) -> _Parts:
+        """A fresh run of ``seed`` from ``flow``'s weights, on these compiled parts."""
+        _copy_weights(flow, self.flow)
+        for slot in self.optimizer.variables:  # Adam's step and moments
+            slot.assign(tf.zeros_like(slot))
+        self.state.reset(self.variables)
+        self.objective.reseed(seed)
+        return self
+
+
 class _Run:
     """One attempt at training: the block loop between two checkpoints or to the end."""
 
@@ -224,6 +284,7 @@ def fit(
     seed: int,
     log: Callable[[int, dict], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    shared: dict | None = None,
     **inputs,
 ) -> TrainResult:
     """Train ``flow`` with one objective, resuming from ``workdir/checkpoints`` when present.
@@ -237,6 +298,12 @@ def fit(
         seed: seeds minibatch order and Monte Carlo samples.
         log: ``log(step, metrics)`` at every evaluation.
         progress: ``progress(line)`` for human-readable progress lines.
+        shared: a dict that fits of one model spec (builder, hyperparameters, event shape) in
+            one process pass along, e.g. the seeds of a variant: a fit of a reseedable
+            objective whose settings and inputs (the same objects) an earlier fit had trains
+            on that fit's flow, optimizer and compiled block of steps, restarted as a fresh
+            run (``flow``'s weights, Adam's moments and step zeroed, a new state), instead of
+            tracing and compiling them again; then copies the weights back into ``flow``.
         **inputs: what the objective needs: ``train``, ``val`` (mle), ``target`` (vi),
             ``teacher`` (distill).
 
@@ -253,18 +320,22 @@ def fit(
     cls = OBJECTIVES[job_objective]
     s = check_settings(dict(settings), cls.extra_settings)
     set_seeds(seed)
-    variables = list(flow.trainable_variables)
-    if not variables:
+    if not flow.trainable_variables:
         raise ValueError("the flow has no trainable variables")
-    objective = cls(flow, s, seed, **{k: v for k, v in inputs.items() if v is not None})
-    state = TrainState(variables)
-    optimizer = _optimizer(objective, s, state, variables)
+    inputs = {k: v for k, v in inputs.items() if v is not None}
+    parts = _Parts.of(flow, cls, s, seed, inputs, shared)
+    objective, state, optimizer, variables = (
+        parts.objective,
+        parts.state,
+        parts.optimizer,
+        parts.variables,
+    )
     run_key = {
         "objective": job_objective,
         "seed": int(seed),
         "settings": {k: v for k, v in s.items() if k not in FREE_ON_RESUME},
     }
-    ckpt = Checkpoints(workdir, flow, optimizer, state, run_key)
+    ckpt = Checkpoints(workdir, parts.flow, optimizer, state, run_key)
     if not ckpt.exists:
         objective.initialize()
     resumed = ckpt.start()
@@ -284,12 +355,13 @@ def fit(
 
     run = _Run(objective, state, ckpt, stopping, lines, log or (lambda step, metrics: None), lr)
     run.history = json.loads(state.history.numpy().decode())
-    run_block = _block_step(objective, optimizer, variables, s["clip_norm"], s["jit_compile"])
+    run_block = parts.run_block
     _train_with_retries(run, run_block, ckpt, s, say, job_objective)
     state.done.assign(True)
     if stopping.has_best:
         state.restore_best(variables)
     ckpt.save(run.history)  # the final checkpoint holds the returned weights
+    _copy_weights(parts.flow, flow)
     final = float(state.final_loss.numpy())
     steps = int(state.step.numpy())
     lines.line(steps, final, where=objective.where(steps), elapsed=ckpt.elapsed(), final=True)

@@ -47,6 +47,14 @@ class TrainState(tf.Module):
         self.converged = var(False, tf.bool)  # the stopping rule fired (not the step cap)
         self.history = var("[]", tf.string)
         self.best = [tf.Variable(v, trainable=False) for v in variables]
+        self._counters = [v for v in self.variables if not any(v is b for b in self.best)]
+        self._fresh = [v.numpy() for v in self._counters]
+
+    def reset(self, variables: Sequence[tf.Variable]) -> None:
+        """The state of a fresh run of ``variables`` (their values as the best so far)."""
+        for counter, value in zip(self._counters, self._fresh, strict=True):
+            counter.assign(value)
+        self.keep_best(variables)
 
     def keep_best(self, variables: Sequence[tf.Variable]) -> None:
         for best, v in zip(self.best, variables, strict=True):
