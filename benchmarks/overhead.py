@@ -1,10 +1,11 @@
 """A finished workflow run's fixed cost, measured from its records, and the floor of it.
 
 1. The run's own numbers. Every ``train`` and ``evaluate`` job's wall seconds (the ``s`` column
-   of Snakemake's ``benchmark:`` files, ``benchmarks/{rule}/{dataset}/{flow}/seed{seed}.tsv``)
-   and each training job's ``train.json`` (``train_seconds``: its ``fit``;
-   ``first_call_seconds``: the first block of steps, tracing and compiling the step plus its
-   first 25-50 steps; ``steps``). With
+   of Snakemake's ``benchmark:`` files: ``benchmarks/train/{dataset}/{flow}.tsv``, one job for
+   a variant's seeds, or ``.../{flow}/seed{seed}.tsv`` in older runs, and
+   ``benchmarks/evaluate/{dataset}/{flow}/seed{seed}.tsv``) and each model's ``train.json``
+   (``train_seconds``: its ``fit``; ``first_call_seconds``: the first block of steps, tracing
+   and compiling the step plus its first 25-50 steps; ``steps``). With
 
        job-seconds = sum over train and evaluate jobs of their wall seconds
        fixed cost  = (train job seconds - train_seconds) + evaluate job seconds
@@ -93,26 +94,38 @@ def job_seconds(tsv):
         return float(next(csv.DictReader(handle, delimiter="\t"))["s"])
 
 
+def _train_jobs(run):
+    """``(tsv, dataset, flow, seed folders)`` of every training job of ``run``: one job per
+    variant (``train/{dataset}/{flow}.tsv``), or per seed in runs before that
+    (``train/{dataset}/{flow}/seed{seed}.tsv``)."""
+    root = run / "benchmarks" / "train"
+    for tsv in sorted(root.glob("*/*.tsv")):
+        dataset, flow = tsv.parts[-2], tsv.stem
+        models = run / "results" / "models" / dataset / flow
+        yield tsv, dataset, flow, sorted(p.parent.name for p in models.glob("seed*/train.json"))
+    for tsv in sorted(root.glob("*/*/seed*.tsv")):
+        yield tsv, tsv.parts[-3], tsv.parts[-2], [tsv.stem]
+
+
 def jobs_of(run):
-    """One dict per trained model (one seed): its model, train and evaluate job seconds, and
-    its ``train.json`` fit, first block and steps."""
+    """One dict per training job (a variant's seeds, or one seed): its model, its train and its
+    seeds' evaluate job seconds, and their ``train.json`` fit, first blocks and steps."""
     rows = []
-    for tsv in sorted((run / "benchmarks" / "train").glob("*/*/seed*.tsv")):
-        dataset, flow, seed = tsv.parts[-3], tsv.parts[-2], tsv.stem
-        summary = json.loads(
-            (run / "results/models" / dataset / flow / seed / "train.json").read_text()
-        )
-        evaluate = run / "benchmarks" / "evaluate" / dataset / flow / tsv.name
-        if not evaluate.exists():
-            sys.exit(f"{evaluate} is missing: the run did not finish")
+    for tsv, dataset, flow, seeds in _train_jobs(run):
+        models = run / "results" / "models" / dataset / flow
+        summaries = [json.loads((models / seed / "train.json").read_text()) for seed in seeds]
+        evaluates = [run / "benchmarks" / "evaluate" / dataset / flow / f"{s}.tsv" for s in seeds]
+        if not seeds or not all(e.exists() for e in evaluates):
+            sys.exit(f"{tsv}: a model or its evaluate step is missing: the run did not finish")
         rows.append(
             {
                 "model": f"{dataset}/{flow}",
+                "models": len(seeds),
                 "train_job": job_seconds(tsv),
-                "evaluate_job": job_seconds(evaluate),
-                "fit": float(summary["train_seconds"]),
-                "first_block": float(summary.get("first_call_seconds") or 0.0),
-                "steps": int(summary["steps"]),
+                "evaluate_job": sum(job_seconds(e) for e in evaluates),
+                "fit": sum(float(s["train_seconds"]) for s in summaries),
+                "first_block": sum(float(s.get("first_call_seconds") or 0.0) for s in summaries),
+                "steps": sum(int(s["steps"]) for s in summaries),
             }
         )
     if not rows:
@@ -123,7 +136,7 @@ def jobs_of(run):
 def totals(rows):
     """Sums over ``rows``: jobs, job-seconds, fit, first blocks, outside fit, evaluate, fixed."""
     out = {"jobs": len(rows)}
-    for key in ("train_job", "evaluate_job", "fit", "first_block", "steps"):
+    for key in ("models", "train_job", "evaluate_job", "fit", "first_block", "steps"):
         out[key] = sum(r[key] for r in rows)
     out["outside_fit"] = out["train_job"] - out["fit"]
     out["job_seconds"] = out["train_job"] + out["evaluate_job"]
@@ -160,10 +173,11 @@ def _summary_lines(total, run):
     span = workflow_span(run)
     timing = run / "results" / "timing" / "conditions.json"
     lines = [
-        f"- training jobs: {total['jobs']}, {total['train_job']:,.0f} job-seconds, of which "
+        f"- training jobs: {total['jobs']} for {total['models']} models, "
+        f"{total['train_job']:,.0f} job-seconds, of which "
         f"{total['fit']:,.0f} inside `fit` ({total['first_block']:,.0f} in first blocks) and "
         f"{total['outside_fit']:,.0f} outside it",
-        f"- evaluate steps: {total['evaluate_job']:,.0f} job-seconds",
+        f"- evaluate steps: {total['models']}, {total['evaluate_job']:,.0f} job-seconds",
         f"- job-seconds (train + evaluate): {total['job_seconds']:,.0f}",
         f"- **fixed cost: {total['outside_fit']:,.0f} + {total['evaluate_job']:,.0f} = "
         f"{total['fixed']:,.0f} job-seconds, {total['fixed_share']:.1%}**; with the first "
@@ -198,7 +212,8 @@ def report(run):
         "",
         "Per model (its seeds together), seconds; `fixed` = outside `fit` + evaluate steps:",
         "",
-        "| model | jobs | job-s | fit | first blocks | outside fit | evaluate | fixed | steps |",
+        "| model | train jobs | job-s | fit | first blocks | outside fit | evaluate | fixed "
+        "| steps |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in models:
@@ -215,7 +230,7 @@ def floor(total, skeleton):
     job's skeleton, and an evaluate step's (the skeleton without TensorFlow, TFP, flows_tf)."""
     wall, _, (t_tf, t_tfp, _) = skeleton
     evaluate_step = wall - t_tf - t_tfp
-    seconds = total["jobs"] * (wall + evaluate_step)
+    seconds = total["jobs"] * wall + total["models"] * evaluate_step
     return {
         "evaluate_step": evaluate_step,
         "seconds": seconds,
@@ -234,7 +249,7 @@ def _skeleton_lines(skeleton, total, low):
         f"{wall - t_tf - t_tfp - t_mlflow:.2f} s); with Python's normal teardown {plain:.2f} s. "
         f"An evaluate step's, without TensorFlow, TFP and flows_tf: {low['evaluate_step']:.2f} s.",
         "",
-        f"Floor of one process per job: {total['jobs']} training jobs and {total['jobs']} "
+        f"Floor of one process per job: {total['jobs']} training jobs and {total['models']} "
         f"evaluate steps pay {low['seconds']:,.0f} job-seconds of start-up alone, "
         f"{low['share_of_run']:.1%} of this run's job-seconds, and "
         f"{low['share_at_this_fit']:.1%} of a run that kept only its `fit` time and that "

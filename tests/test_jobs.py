@@ -163,6 +163,54 @@ def test_science_needs_no_tracking_store_and_gives_the_same_numbers(vi_job, tmp_
     assert summary["final_loss"] == tracked_summary["final_loss"]
 
 
+def _same_files(a, b):
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+    assert np.array_equal(np.load(a / "samples.npy"), np.load(b / "samples.npy"))  # same weights
+
+
+def test_a_variants_seeds_in_one_process_train_as_their_own_jobs(
+    vi_job, workdir, tmp_path, monkeypatch
+):
+    from flows_tf.train import loop
+
+    job, (alone_dir, alone_summary, _, _) = vi_job  # seed 0, a job of its own
+    compiled = []
+    block_step = loop._block_step
+    monkeypatch.setattr(loop, "_block_step", lambda *a: compiled.append(a) or block_step(*a))
+    variant = [experiment.make_job(CONFIG, "u2", "planar", s) for s in (0, 1)]
+    dirs = [workdir / "variant" / f"seed{s}" for s in (0, 1)]
+    common = {"experiment": CONFIG["experiment"], "evaluation": EVALUATION}
+    summaries = jobs.train_variant(
+        variant, data_dir=None, model_dirs=dirs, teacher_dirs=[None, None], **common
+    )
+    assert len(compiled) == 1  # the seeds shared one block of steps
+    _same_files(dirs[0], alone_dir)
+    seed1_alone = tmp_path / "seed1"
+    jobs.train_model(variant[1], jobs.load_train_inputs(variant[1], None), seed1_alone,
+                     evaluation=EVALUATION)  # fmt: skip
+    _same_files(dirs[1], seed1_alone)
+    assert summaries[0]["final_loss"] == alone_summary["final_loss"]
+    assert len({s["mlflow_run_id"] for s in summaries}) == 2  # a run each
+    assert all((d / "evaluation" / "metrics.json").is_file() for d in dirs)  # each evaluated
+
+
+def test_a_failing_seed_stops_neither_the_next_nor_the_error(workdir, monkeypatch):
+    variant = [experiment.make_job(CONFIG, "u2", "planar", s) for s in (3, 4)]
+    dirs = [workdir / "failing" / f"seed{s}" for s in (3, 4)]
+    train_job = jobs.train_job
+
+    def seed3_fails(job, **kwargs):
+        if job.seed == 3:
+            raise ValueError("seed 3 is broken")
+        return train_job(job, **kwargs)
+
+    monkeypatch.setattr(jobs, "train_job", seed3_fails)
+    with pytest.raises(RuntimeError, match=r"1 of 2 seeds failed: u2/planar/seed3/vi: .*broken"):
+        jobs.train_variant(variant, data_dir=None, model_dirs=dirs, teacher_dirs=[None, None],
+                           experiment=CONFIG["experiment"], evaluation=EVALUATION)  # fmt: skip
+    assert (dirs[1] / "train.json").is_file() and not dirs[0].exists()
+
+
 def _evaluate_again(job, root, **changes):
     """evaluate_job on the model of ``_run`` into a new metrics file, with changed settings."""
     data_dir = None if job.objective == "vi" else root / "data" / job.dataset

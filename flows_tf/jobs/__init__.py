@@ -13,7 +13,8 @@ the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit
 - :mod:`.draft`: the training job evaluates its model in the same process, and the evaluate
   step publishes that evaluation when nothing it read has changed (else it evaluates afresh).
 - :mod:`.record` reads and writes the files; :mod:`.logs` sends a job's output to its log.
-- Here: :func:`train_job` and :func:`evaluate_job`, as the Snakemake rules and the CLI run them.
+- Here: :func:`train_job` and :func:`evaluate_job`, as the CLI runs them, and
+  :func:`train_variant`, a variant's seeds in one process, as the Snakemake train rule does.
 
 The record of a job (``model_dir = results/models/{dataset}/{flow}/seed{seed}``):
 ``train.json`` (summary), ``history.csv`` (step, epoch, train_loss, val_loglik),
@@ -36,6 +37,8 @@ Example (needs prepared data and a tracking store, so not run as a doctest)::
 from __future__ import annotations
 
 import sys
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +49,7 @@ from flows_tf.jobs.evaluation import EVALUATION_DEFAULTS, evaluate_model, measur
 from flows_tf.jobs.logs import log_to, say
 from flows_tf.jobs.mirror import job_params, mirror_evaluation, mirror_training, open_run, run_tags
 from flows_tf.jobs.record import HISTORY_COLUMNS, per_example_path, read_history
-from flows_tf.jobs.training import TrainInputs, load_train_inputs, train_model
+from flows_tf.jobs.training import TrainInputs, load_train_inputs, next_seed_inputs, train_model
 
 if TYPE_CHECKING:
     from flows_tf.experiment import Job
@@ -69,11 +72,14 @@ __all__ = [
     "run_tags",
     "train_job",
     "train_model",
+    "train_variant",
+    "variant_arguments",
 ]
 
 
 def rule_arguments(sm: Any) -> dict:
-    """The job and paths a Snakemake train or evaluate rule hands to train_job / evaluate_job."""
+    """The job and paths a Snakemake evaluate rule hands to evaluate_job (or a one-seed
+    train rule to train_job)."""
     w = sm.wildcards
     inputs = sm.input.keys()
     return {
@@ -81,6 +87,21 @@ def rule_arguments(sm: Any) -> dict:
         "data_dir": Path(sm.input.meta).parent if "meta" in inputs else None,
         "teacher_dir": Path(sm.input.teacher).parent if "teacher" in inputs else None,
         "model_dir": sm.params.model_dir,
+        "rule": sm.rule,
+    }
+
+
+def variant_arguments(sm: Any) -> dict:
+    """What the Snakemake train rule (one job per dataset and flow) hands to
+    :func:`train_variant`: the seeds' jobs, model folders and teachers in the order of its
+    outputs (``params.seeds``)."""
+    w, seeds = sm.wildcards, [int(s) for s in sm.params.seeds]
+    teachers = list(sm.input.teacher) if "teacher" in sm.input.keys() else [None] * len(seeds)
+    return {
+        "variant": [_experiment.make_job(sm.config, w.dataset, w.flow, s) for s in seeds],
+        "data_dir": Path(sm.input.meta).parent if "meta" in sm.input.keys() else None,
+        "model_dirs": [Path(f).parent for f in sm.output.model],
+        "teacher_dirs": [None if t is None else Path(t).parent for t in teachers],
         "rule": sm.rule,
     }
 
@@ -95,6 +116,8 @@ def train_job(
     teacher_dir: str | Path | None = None,
     rule: str = "train",
     evaluation: dict | None = None,
+    inputs: TrainInputs | None = None,
+    shared: dict | None = None,
 ) -> dict:
     """Train one job into its MLflow run: :func:`train_model`, then :func:`mirror_training`.
 
@@ -107,6 +130,8 @@ def train_job(
         teacher_dir: the teacher's model folder (distillation only).
         rule: the Snakemake rule, recorded as a tag.
         evaluation: overrides of :data:`EVALUATION_DEFAULTS` (samples and density grid).
+        inputs: the job's :class:`TrainInputs`, if already read (default: read them here).
+        shared: passed to :func:`train_model` (the seeds of a variant in one process).
 
     Returns:
         the summary written to ``train.json``. Bad inputs stop the job before its run opens;
@@ -114,7 +139,7 @@ def train_job(
         and data) continues its checkpoints.
     """
     threads = dict(threads or {})
-    inputs = load_train_inputs(job, data_dir, teacher_dir)
+    inputs = inputs or load_train_inputs(job, data_dir, teacher_dir)
     shape = inputs.event_shape
     say(f"job {job.key}: {job.builder} {job.hparams} on {job.dataset} {shape}, threads {threads}")
     with open_run(job, experiment, model_dir, rule=rule, data_hash=inputs.data_hash) as run:
@@ -132,6 +157,7 @@ def train_job(
             run_id=run.run_id,
             resume=run.resumed,  # a fresh run never continues stale checkpoints
             log=lambda step, metrics: run.log_metrics(metrics, step=step),
+            shared=shared,
         )
         mirror_training(run, model_dir)
     say(f"trained {job.key} in {summary['train_seconds']:.1f} s ({summary['steps']} steps)")
@@ -143,6 +169,45 @@ def train_job(
         fingerprint_of=_fingerprint(**measured),
     )
     return summary
+
+
+def train_variant(
+    variant: Sequence[Job],
+    *,
+    data_dir: str | Path | None,
+    model_dirs: Sequence[str | Path],
+    teacher_dirs: Sequence[str | Path | None],
+    **common: Any,
+) -> list[dict]:
+    """Train the seeds of one variant in one process, each into its own run by :func:`train_job`
+    (``common``: its other arguments): one start of TensorFlow and MLflow, the data read once,
+    and one compiled block of steps for every seed of a reseedable objective
+    (:func:`flows_tf.train.fit`'s ``shared``), to the weights of separate jobs.
+
+    A seed that fails does not stop the next ones; the call then raises ``RuntimeError`` naming
+    every failed seed. A rerun resumes each seed from its checkpoints (a finished one reloads).
+    """
+    shared, inputs, summaries, failed = {}, None, [], []
+    for job, model_dir, teacher_dir in zip(variant, model_dirs, teacher_dirs, strict=True):
+        try:
+            inputs = next_seed_inputs(job, inputs, data_dir, teacher_dir)
+            summaries.append(
+                train_job(
+                    job,
+                    data_dir=data_dir,
+                    model_dir=model_dir,
+                    teacher_dir=teacher_dir,
+                    inputs=inputs,
+                    shared=shared,
+                    **common,
+                )  # fmt: skip
+            )
+        except Exception as err:  # noqa: BLE001  (the other seeds still train)
+            say(f"{job.key} failed:\n{traceback.format_exc()}")
+            failed.append(f"{job.key}: {err!r}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(variant)} seeds failed: " + "; ".join(failed))
+    return summaries
 
 
 def _fingerprint(*, evaluation: dict | None, **inputs: object) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from flows_tf.experiment import Job
     from flows_tf.train import TrainResult
 
-__all__ = ["TrainInputs", "load_train_inputs", "train_model"]
+__all__ = ["TrainInputs", "load_train_inputs", "next_seed_inputs", "train_model"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,23 @@ def load_train_inputs(
     return TrainInputs(event_shape, _data_hash(meta, job), data, meta, target, teacher, source)
 
 
+def next_seed_inputs(
+    job: Job,
+    previous: TrainInputs | None,
+    data_dir: str | Path | None,
+    teacher_dir: str | Path | None,
+) -> TrainInputs:
+    """The inputs of ``job`` when ``previous`` were its variant's last seed's: the same object
+    (the data read once, so that the seeds share compiled steps), with its own teacher."""
+    if previous is None:
+        return load_train_inputs(job, data_dir, teacher_dir)
+    if job.teacher is None:
+        return previous
+    return replace(previous, teacher=record.load_teacher(teacher_dir))
+
+
 def _fit(
-    job: Job, inputs: TrainInputs, model_dir: Path, log: Callable | None
+    job: Job, inputs: TrainInputs, model_dir: Path, log: Callable | None, shared: dict | None
 ) -> tuple[tfd.TransformedDistribution, TrainResult]:
     """Seed, build, initialise and train the flow (resuming ``model_dir/checkpoints``)."""
     from flows_tf import train
@@ -94,6 +109,7 @@ def _fit(
         seed=job.seed,
         log=log,
         progress=say,
+        shared=shared,
     )
     return flow, result
 
@@ -160,6 +176,7 @@ def train_model(
     run_id: str | None = None,
     resume: bool = True,
     log: Callable[[int, dict], None] | None = None,
+    shared: dict | None = None,
 ) -> dict:
     """Train ``job`` on ``inputs`` and write its record to ``model_dir``; returns ``train.json``.
 
@@ -174,13 +191,15 @@ def train_model(
         run_id: the MLflow run the record belongs to (``mlflow_run_id``; None: none).
         resume: continue the checkpoints in ``model_dir``; False removes them first.
         log: ``log(step, metrics)`` at every evaluation (e.g. a run's live metrics).
+        shared: what the seeds of one variant trained in one process share
+            (:func:`flows_tf.train.fit`'s ``shared``; with the same ``inputs`` object).
     """
     ev = {**EVALUATION_DEFAULTS, **(evaluation or {})}
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
-    flow, result = _fit(job, inputs, model_dir, log)
+    flow, result = _fit(job, inputs, model_dir, log, shared)
     _write_model_files(job, flow, inputs.event_shape, result, model_dir, ev)
     summary = _summary(job, inputs, result, dict(threads or {}), run_id)
     record.write_json(model_dir / record.SUMMARY_FILE, summary)

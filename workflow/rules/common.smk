@@ -23,6 +23,22 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+SEEDS = [int(s) for s in config.get("seeds", [0])]
+
+
+def get_seed_files(template):
+    """A per-seed path template for every seed, with {dataset} and {flow} left as wildcards."""
+    return expand(template, seed=SEEDS, allow_missing=True)
+
+
+def get_variant(wildcards):
+    """The experiment.Job of every seed of a (dataset, flow) wildcard pair."""
+    keys = [(wildcards.dataset, wildcards.flow, s) for s in SEEDS]
+    if keys[0] not in JOB_BY_KEY:
+        raise ValueError(f"no variant {keys[0][:2]} in the config grid")
+    return [JOB_BY_KEY[k] for k in keys]
+
+
 def get_job(wildcards):
     """The experiment.Job of a (dataset, flow, seed) wildcard triple."""
     key = (wildcards.dataset, wildcards.flow, int(wildcards.seed))
@@ -42,17 +58,19 @@ def get_split_files(dataset, splits):
 
 
 def get_train_inputs(wildcards):
-    """Data splits for mle/distill jobs, the teacher's model for the student, MLflow init.
+    """Data splits for mle/distill variants, the teachers' models (seed by seed) for the
+    student, MLflow init.
 
-    The test split is read only after the model is saved, by the job's evaluation of it, which
+    The test split is read only after each model is saved, by the job's evaluation of it, which
     the evaluate step publishes if nothing it read has changed (flows_tf.jobs.draft)."""
-    job = get_job(wildcards)
+    variant = get_variant(wildcards)
     inputs = {"mlflow": ancient(MLFLOW_INIT)}
-    if job.on_data:
-        inputs |= get_split_files(job.dataset, ("train", "val", "test"))
-    if job.teacher is not None:
-        teacher = experiment.teacher_job(config, job)
-        inputs["teacher"] = get_model_file(teacher)
+    if variant[0].on_data:
+        inputs |= get_split_files(variant[0].dataset, ("train", "val", "test"))
+    if variant[0].teacher is not None:
+        inputs["teacher"] = [
+            get_model_file(experiment.teacher_job(config, j)) for j in variant
+        ]
     return inputs
 
 
@@ -76,8 +94,11 @@ def get_metrics_file(job):
 
 
 def get_config_hash(wildcards):
-    """A param, so that changing a job's settings reruns exactly that job."""
-    return get_job(wildcards).config_hash
+    """A param, so that changing a job's settings reruns exactly that job (a train job: the
+    hash of its seeds' hashes)."""
+    if "seed" in wildcards.keys():
+        return get_job(wildcards).config_hash
+    return experiment.stable_hash([j.config_hash for j in get_variant(wildcards)])
 
 
 def get_dataset_options(wildcards):
@@ -143,22 +164,21 @@ def get_final_outputs():
     return out
 
 
-TEACHER_KEYS = {(j.dataset, j.teacher, j.seed) for j in JOBS if j.teacher is not None}
+TEACHERS = {(j.dataset, j.teacher) for j in JOBS if j.teacher is not None}
 
 
 def get_train_priority(wildcards):
     """Distillation's chains (teacher, then student) first: the longest paths of the grid start
     before the many short jobs, instead of wherever Snakemake's order puts them."""
-    job = get_job(wildcards)
-    key = (job.dataset, job.flow, job.seed)
-    return 1 if job.teacher is not None or key in TEACHER_KEYS else 0
+    job = get_variant(wildcards)[0]
+    return 1 if job.teacher is not None or (job.dataset, job.flow) in TEACHERS else 0
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes: generous for the cluster, grows on retries."""
-    job = get_job(wildcards)
+    """Minutes: generous for the cluster (per seed), grows on retries."""
+    job = get_variant(wildcards)[0]
     base = 60 if job.objective == "mle" else 30
-    return base * attempt
+    return base * len(SEEDS) * attempt
 
 
 def get_mem_mb(wildcards, attempt):

@@ -1,4 +1,4 @@
-# Training: the MLflow experiment once, then one job per (dataset, flow, seed).
+# Training: the MLflow experiment once, then one job per (dataset, flow) for all its seeds.
 
 
 rule mlflow_init:
@@ -18,17 +18,20 @@ rule mlflow_init:
         "../scripts/mlflow_init.py"
 
 
+# One job per (dataset, flow): its seeds train one after another in one process, each into its
+# own folder and MLflow run, sharing TensorFlow's start, the data and the compiled training steps
+# (flows_tf.jobs.train_variant); the same weights as one job per seed.
 rule train:
     input:
         unpack(get_train_inputs),
     output:
-        model=paths.MODEL_FILE,
-        history=paths.HISTORY,
-        samples=paths.SAMPLES,
+        model=get_seed_files(paths.MODEL_FILE),
+        history=get_seed_files(paths.HISTORY),
+        samples=get_seed_files(paths.SAMPLES),
     log:
-        "logs/train/{dataset}/{flow}/seed{seed}.log",
+        "logs/train/{dataset}/{flow}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{flow}/seed{seed}.tsv"
+        "benchmarks/train/{dataset}/{flow}.tsv"
     priority: get_train_priority
     conda:
         "../envs/flowbench.yaml"
@@ -41,7 +44,7 @@ rule train:
     params:
         experiment=config["experiment"],
         config_hash=get_config_hash,
-        model_dir=MODEL_DIR,
+        seeds=SEEDS,
     script:
         "../scripts/train.py"
 

@@ -1,4 +1,4 @@
-"""Snakemake script: train one (dataset, flow, seed) job."""
+"""Snakemake script: train the seeds of one (dataset, flow) variant."""
 
 from flows_tf import jobs, paths, runtime  # none imports TensorFlow
 
@@ -7,8 +7,8 @@ sm = snakemake  # noqa: F821  (injected by Snakemake)
 with jobs.log_to(sm.log[0]):
     runtime.compile_cache(paths.XLA_CACHE)  # before anything starts TensorFlow
     threads = runtime.configure(sm.threads)
-    jobs.train_job(
-        **jobs.rule_arguments(sm),
+    jobs.train_variant(
+        **jobs.variant_arguments(sm),
         experiment=sm.params.experiment,
         threads=threads,
         evaluation=sm.config.get("evaluation"),
