@@ -2,8 +2,8 @@
 
 1. The run's own numbers. Every ``train`` and ``evaluate`` job's wall seconds (the ``s`` column
    of Snakemake's ``benchmark:`` files: ``benchmarks/train/{dataset}/{flow}.tsv``, one job for
-   a variant's seeds, or ``.../{flow}/seed{seed}.tsv`` in older runs, and
-   ``benchmarks/evaluate/{dataset}/{flow}/seed{seed}.tsv``) and each model's ``train.json``
+   a variant's seeds, or ``.../{flow}/seed{seed}.tsv`` in older runs, and the same two layouts
+   under ``benchmarks/evaluate/``) and each model's ``train.json``
    (``train_seconds``: its ``fit``; ``first_call_seconds``: the first block of steps, tracing
    and compiling the step plus its first 25-50 steps; ``steps``). With
 
@@ -114,13 +114,18 @@ def jobs_of(run):
     for tsv, dataset, flow, seeds in _train_jobs(run):
         models = run / "results" / "models" / dataset / flow
         summaries = [json.loads((models / seed / "train.json").read_text()) for seed in seeds]
-        evaluates = [run / "benchmarks" / "evaluate" / dataset / flow / f"{s}.tsv" for s in seeds]
+        evaluates = [run / "benchmarks" / "evaluate" / dataset / f"{flow}.tsv"]  # per variant
+        if not evaluates[0].exists():  # per seed
+            evaluates = [
+                run / "benchmarks" / "evaluate" / dataset / flow / f"{s}.tsv" for s in seeds
+            ]
         if not seeds or not all(e.exists() for e in evaluates):
             sys.exit(f"{tsv}: a model or its evaluate step is missing: the run did not finish")
         rows.append(
             {
                 "model": f"{dataset}/{flow}",
                 "models": len(seeds),
+                "evaluate_jobs": len(evaluates),
                 "train_job": job_seconds(tsv),
                 "evaluate_job": sum(job_seconds(e) for e in evaluates),
                 "fit": sum(float(s["train_seconds"]) for s in summaries),
@@ -136,7 +141,15 @@ def jobs_of(run):
 def totals(rows):
     """Sums over ``rows``: jobs, job-seconds, fit, first blocks, outside fit, evaluate, fixed."""
     out = {"jobs": len(rows)}
-    for key in ("models", "train_job", "evaluate_job", "fit", "first_block", "steps"):
+    for key in (
+        "models",
+        "evaluate_jobs",
+        "train_job",
+        "evaluate_job",
+        "fit",
+        "first_block",
+        "steps",
+    ):
         out[key] = sum(r[key] for r in rows)
     out["outside_fit"] = out["train_job"] - out["fit"]
     out["job_seconds"] = out["train_job"] + out["evaluate_job"]
@@ -177,7 +190,7 @@ def _summary_lines(total, run):
         f"{total['train_job']:,.0f} job-seconds, of which "
         f"{total['fit']:,.0f} inside `fit` ({total['first_block']:,.0f} in first blocks) and "
         f"{total['outside_fit']:,.0f} outside it",
-        f"- evaluate steps: {total['models']}, {total['evaluate_job']:,.0f} job-seconds",
+        f"- evaluate steps: {total['evaluate_jobs']}, {total['evaluate_job']:,.0f} job-seconds",
         f"- job-seconds (train + evaluate): {total['job_seconds']:,.0f}",
         f"- **fixed cost: {total['outside_fit']:,.0f} + {total['evaluate_job']:,.0f} = "
         f"{total['fixed']:,.0f} job-seconds, {total['fixed_share']:.1%}**; with the first "
@@ -230,7 +243,7 @@ def floor(total, skeleton):
     job's skeleton, and an evaluate step's (the skeleton without TensorFlow, TFP, flows_tf)."""
     wall, _, (t_tf, t_tfp, _) = skeleton
     evaluate_step = wall - t_tf - t_tfp
-    seconds = total["jobs"] * wall + total["models"] * evaluate_step
+    seconds = total["jobs"] * wall + total["evaluate_jobs"] * evaluate_step
     return {
         "evaluate_step": evaluate_step,
         "seconds": seconds,
@@ -249,7 +262,7 @@ def _skeleton_lines(skeleton, total, low):
         f"{wall - t_tf - t_tfp - t_mlflow:.2f} s); with Python's normal teardown {plain:.2f} s. "
         f"An evaluate step's, without TensorFlow, TFP and flows_tf: {low['evaluate_step']:.2f} s.",
         "",
-        f"Floor of one process per job: {total['jobs']} training jobs and {total['models']} "
+        f"Floor of one process per job: {total['jobs']} training jobs and {total['evaluate_jobs']} "
         f"evaluate steps pay {low['seconds']:,.0f} job-seconds of start-up alone, "
         f"{low['share_of_run']:.1%} of this run's job-seconds, and "
         f"{low['share_at_this_fit']:.1%} of a run that kept only its `fit` time and that "

@@ -8,10 +8,12 @@ code with one trace per call site and returns plain Python floats / NumPy arrays
 flat metrics JSON. Non-finite results raise ``ValueError`` rather than reaching a table.
 """
 
+import contextlib
 import gc
+import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +28,7 @@ __all__ = [
     "compiled_sampler",
     "density_grid",
     "forward_kl_to_teacher",
+    "host",
     "interleaved_times",
     "log_prob",
     "loglik",
@@ -33,9 +36,63 @@ __all__ = [
     "mode_fractions",
     "mode_metrics",
     "n_params",
+    "reuse_traces",
     "student_metrics",
     "vi_metrics",
 ]
+
+
+_REUSED: dict | None = None  # inside reuse_traces(): hosts and compiled functions
+
+
+@contextlib.contextmanager
+def reuse_traces() -> Iterator[None]:
+    """Inside the block, the models of one spec are evaluated on one flow, and each compiled
+    function of a flow is traced once.
+
+    :func:`host` gives the flow to evaluate a model on: the first model of its spec, with the
+    later models' weights assigned to it (the same graph, other values: the same numbers, as
+    ``tests/test_evaluate.py`` checks), so that the compiled functions here
+    (:func:`compiled_log_prob` and the sampling of the VI and student metrics) are built for
+    the first model and reused by the next. Outside the block every call compiles afresh.
+    """
+    global _REUSED
+    previous, _REUSED = _REUSED, {}
+    try:
+        yield
+    finally:
+        _REUSED = previous
+
+
+def host(flow: tfd.Distribution, spec: dict) -> tfd.Distribution:
+    """``flow`` itself, or inside :func:`reuse_traces` the first flow of ``spec`` (a model spec,
+    :func:`flows_tf.modelio.make_spec`) seen there, holding ``flow``'s weights.
+
+    That first flow is the host: until the block ends it holds the weights of the model last
+    given here (its own, kept aside, when it is given again).
+    """
+    if _REUSED is None:
+        return flow
+    key = ("host", json.dumps(spec, sort_keys=True, default=str))
+    if key not in _REUSED:
+        _REUSED[key] = (flow, [v.numpy() for v in flow.variables])
+    first, own = _REUSED[key]
+    values = own if flow is first else flow.variables
+    if [(v.shape, v.dtype) for v in first.variables] != [(v.shape, v.dtype) for v in values]:
+        raise ValueError(f"a model of spec {spec} has other variables than the first")
+    for mine, value in zip(first.variables, values, strict=True):
+        mine.assign(value)
+    return first
+
+
+def _traced(flow: tfd.Distribution, key: tuple, build: Callable[[], Callable]) -> Callable:
+    """``build()``, once per flow and ``key`` inside :func:`reuse_traces`."""
+    if _REUSED is None:
+        return build()
+    key = (id(flow), *key)
+    if key not in _REUSED:
+        _REUSED[key] = (flow, build())  # holding the flow keeps its id its own
+    return _REUSED[key][1]
 
 
 def compiled_log_prob(
@@ -46,17 +103,24 @@ def compiled_log_prob(
     With ``jit_compile`` XLA compiles it once per batch size it meets.
     """
     spec = tf.TensorSpec([None, *flow.event_shape], flow.dtype)
-    return tf.function(flow.log_prob, input_signature=[spec], jit_compile=bool(jit_compile))
+    return _traced(
+        flow,
+        ("log_prob", bool(jit_compile)),
+        lambda: tf.function(flow.log_prob, input_signature=[spec], jit_compile=bool(jit_compile)),
+    )
 
 
 def _compiled_sample_and_log_prob(
     flow: tfd.TransformedDistribution, n: int
 ) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
-    def draw(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return objectives.sample_and_log_prob(flow, n, seed=seed)
+    def build() -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+        @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
+        def draw(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return objectives.sample_and_log_prob(flow, n, seed=seed)
 
-    return draw
+        return draw
+
+    return _traced(flow, ("sample_and_log_prob", int(n)), build)
 
 
 def batched(fn: Callable[[np.ndarray], tf.Tensor], x: ArrayLike, batch_size: int) -> np.ndarray:

@@ -184,3 +184,27 @@ def test_density_grid_orientation_and_mass():
     assert np.exp(logp).sum() * cell == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(ValueError, match="2-D"):
         evaluate.density_grid(_gaussian_flow([0.0, 0.0, 0.0], [1.0, 1.0, 1.0]))
+
+
+@pytest.mark.parametrize("name", ["planar", "maf", "glow"])
+def test_reused_traces_give_each_model_its_own_numbers(make_flow, name):
+    from flows_tf.datasets import energy_target
+
+    models = [make_flow(name, perturb=0.1, seed=s) for s in (0, 1)]
+    spec = {"builder": name, "event_shape": [2]}
+    target = energy_target("u1")
+
+    def measure(flow):
+        grid = evaluate.density_grid(flow, n=12)[2]
+        return grid, evaluate.vi_metrics(flow, target, n=300, seed=4)
+
+    alone = [measure(flow) for flow in models]
+    with evaluate.reuse_traces():
+        hosted = [measure(evaluate.host(flow, spec)) for flow in (*models, models[0])]
+        assert evaluate.host(models[1], spec) is models[0]  # the first model of the spec hosts
+        log_prob = evaluate.compiled_log_prob(models[0])
+        assert evaluate.compiled_log_prob(models[0]) is log_prob  # traced once
+    assert evaluate.compiled_log_prob(models[0]) is not log_prob  # afresh outside the block
+    assert not np.array_equal(alone[0][0], alone[1][0])  # two different models ...
+    for (grid, vi), (own_grid, own_vi) in zip(hosted, [*alone, alone[0]], strict=True):
+        assert np.array_equal(grid, own_grid) and vi == own_vi  # ... each with its own numbers

@@ -192,6 +192,13 @@ def test_a_variants_seeds_in_one_process_train_as_their_own_jobs(
     assert summaries[0]["final_loss"] == alone_summary["final_loss"]
     assert len({s["mlflow_run_id"] for s in summaries}) == 2  # a run each
     assert all((d / "evaluation" / "metrics.json").is_file() for d in dirs)  # each evaluated
+    paths = [workdir / "variant" / f"metrics{s}.json" for s in (0, 1)]
+    published = jobs.evaluate_variant(variant, data_dir=None, model_dirs=dirs, metrics_paths=paths,
+                                      teacher_dirs=[None, None], evaluation=EVALUATION)  # fmt: skip
+    assert [m["seed"] for m in published] == [0, 1]
+    assert [json.loads(p.read_text())["mlflow_run_id"] for p in paths] == [
+        s["mlflow_run_id"] for s in summaries
+    ]
 
 
 def test_a_failing_seed_stops_neither_the_next_nor_the_error(workdir, monkeypatch):

@@ -14,7 +14,8 @@ the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit
   step publishes that evaluation when nothing it read has changed (else it evaluates afresh).
 - :mod:`.record` reads and writes the files; :mod:`.logs` sends a job's output to its log.
 - Here: :func:`train_job` and :func:`evaluate_job`, as the CLI runs them, and
-  :func:`train_variant`, a variant's seeds in one process, as the Snakemake train rule does.
+  :func:`train_variant` and :func:`evaluate_variant`, a variant's seeds in one process, as the
+  Snakemake rules do.
 
 The record of a job (``model_dir = results/models/{dataset}/{flow}/seed{seed}``):
 ``train.json`` (summary), ``history.csv`` (step, epoch, train_loss, val_loglik),
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +69,8 @@ __all__ = [
     "open_run",
     "per_example_path",
     "read_history",
-    "rule_arguments",
     "run_tags",
+    "evaluate_variant",
     "train_job",
     "train_model",
     "train_variant",
@@ -77,30 +78,17 @@ __all__ = [
 ]
 
 
-def rule_arguments(sm: Any) -> dict:
-    """The job and paths a Snakemake evaluate rule hands to evaluate_job (or a one-seed
-    train rule to train_job)."""
-    w = sm.wildcards
-    inputs = sm.input.keys()
-    return {
-        "job": _experiment.make_job(sm.config, w.dataset, w.flow, int(w.seed)),
-        "data_dir": Path(sm.input.meta).parent if "meta" in inputs else None,
-        "teacher_dir": Path(sm.input.teacher).parent if "teacher" in inputs else None,
-        "model_dir": sm.params.model_dir,
-        "rule": sm.rule,
-    }
-
-
 def variant_arguments(sm: Any) -> dict:
-    """What the Snakemake train rule (one job per dataset and flow) hands to
-    :func:`train_variant`: the seeds' jobs, model folders and teachers in the order of its
-    outputs (``params.seeds``)."""
+    """What a Snakemake train or evaluate rule (one job per dataset and flow) hands to
+    :func:`train_variant` / :func:`evaluate_variant`: the seeds' jobs, model folders and
+    teachers in the order of its files (``params.seeds``)."""
     w, seeds = sm.wildcards, [int(s) for s in sm.params.seeds]
+    models = sm.output.model if "model" in sm.output.keys() else sm.input.model
     teachers = list(sm.input.teacher) if "teacher" in sm.input.keys() else [None] * len(seeds)
     return {
         "variant": [_experiment.make_job(sm.config, w.dataset, w.flow, s) for s in seeds],
         "data_dir": Path(sm.input.meta).parent if "meta" in sm.input.keys() else None,
-        "model_dirs": [Path(f).parent for f in sm.output.model],
+        "model_dirs": [Path(f).parent for f in models],
         "teacher_dirs": [None if t is None else Path(t).parent for t in teachers],
         "rule": sm.rule,
     }
@@ -171,6 +159,21 @@ def train_job(
     return summary
 
 
+def _each_seed(work: Callable[..., dict], variant: Sequence[Job], *per_seed: Sequence) -> list:
+    """``work(job, *its items of per_seed)`` for each seed of a variant, in order. A seed that
+    fails does not stop the next ones; the call then raises ``RuntimeError`` naming them."""
+    done, failed = [], []
+    for job, *items in zip(variant, *per_seed, strict=True):
+        try:
+            done.append(work(job, *items))
+        except Exception as err:  # noqa: BLE001  (the other seeds still run)
+            say(f"{job.key} failed:\n{traceback.format_exc()}")
+            failed.append(f"{job.key}: {err!r}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(variant)} seeds failed: " + "; ".join(failed))
+    return done
+
+
 def train_variant(
     variant: Sequence[Job],
     *,
@@ -181,33 +184,43 @@ def train_variant(
 ) -> list[dict]:
     """Train the seeds of one variant in one process, each into its own run by :func:`train_job`
     (``common``: its other arguments): one start of TensorFlow and MLflow, the data read once,
-    and one compiled block of steps for every seed of a reseedable objective
-    (:func:`flows_tf.train.fit`'s ``shared``), to the weights of separate jobs.
+    one compiled block of steps for every seed of a reseedable objective
+    (:func:`flows_tf.train.fit`'s ``shared``), and the evaluation's compiled functions traced
+    once (:func:`flows_tf.evaluate.reuse_traces`), to the numbers of separate jobs.
 
     A seed that fails does not stop the next ones; the call then raises ``RuntimeError`` naming
     every failed seed. A rerun resumes each seed from its checkpoints (a finished one reloads).
     """
-    shared, inputs, summaries, failed = {}, None, [], []
-    for job, model_dir, teacher_dir in zip(variant, model_dirs, teacher_dirs, strict=True):
-        try:
-            inputs = next_seed_inputs(job, inputs, data_dir, teacher_dir)
-            summaries.append(
-                train_job(
-                    job,
-                    data_dir=data_dir,
-                    model_dir=model_dir,
-                    teacher_dir=teacher_dir,
-                    inputs=inputs,
-                    shared=shared,
-                    **common,
-                )  # fmt: skip
-            )
-        except Exception as err:  # noqa: BLE001  (the other seeds still train)
-            say(f"{job.key} failed:\n{traceback.format_exc()}")
-            failed.append(f"{job.key}: {err!r}")
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(variant)} seeds failed: " + "; ".join(failed))
-    return summaries
+    from flows_tf import evaluate  # TensorFlow: the training job starts it anyway
+
+    shared, loaded = {}, [None]
+
+    def train_seed(job: Job, model_dir: str | Path, teacher_dir: str | Path | None) -> dict:
+        loaded[0] = next_seed_inputs(job, loaded[0], data_dir, teacher_dir)
+        return train_job(job, data_dir=data_dir, model_dir=model_dir, teacher_dir=teacher_dir,
+                         inputs=loaded[0], shared=shared, **common)  # fmt: skip
+
+    with evaluate.reuse_traces():  # samples, density grid and evaluation traced once too
+        return _each_seed(train_seed, variant, model_dirs, teacher_dirs)
+
+
+def evaluate_variant(
+    variant: Sequence[Job],
+    *,
+    model_dirs: Sequence[str | Path],
+    metrics_paths: Sequence[str | Path],
+    teacher_dirs: Sequence[str | Path | None],
+    **common: Any,
+) -> list[dict]:
+    """:func:`evaluate_job` for each seed of a variant in one process (``common``: its other
+    arguments); a failing seed stops neither the next ones nor the error, as
+    :func:`train_variant`."""
+
+    def evaluate_seed(job: Job, model_dir: Path, metrics_path: Path, teacher_dir: Path) -> dict:
+        return evaluate_job(job, model_dir=model_dir, metrics_path=metrics_path,
+                            teacher_dir=teacher_dir, **common)  # fmt: skip
+
+    return _each_seed(evaluate_seed, variant, model_dirs, metrics_paths, teacher_dirs)
 
 
 def _fingerprint(*, evaluation: dict | None, **inputs: object) -> str:

@@ -81,7 +81,7 @@ def _student_metrics(
     """A distilled student against its teacher; ``teacher_test_loglik`` in the student's space."""
     from flows_tf import evaluate
 
-    teacher = record.load_teacher(teacher_dir)
+    teacher = evaluate.host(record.load_teacher(teacher_dir), record.read_spec(teacher_dir))
     out = evaluate.student_metrics(
         flow,
         teacher,
@@ -201,8 +201,10 @@ def evaluate_model(
     """
     ev = measurement_settings(evaluation)
     model_dir, metrics_path = Path(model_dir), Path(metrics_path)
+    from flows_tf import evaluate
+
     summary = record.read_summary(model_dir, job)
-    flow = record.load_model(model_dir, seed=job.seed)
+    flow = evaluate.host(record.load_model(model_dir, seed=job.seed), record.read_spec(model_dir))
     loglik_path = record.per_example_path(metrics_path)
     metrics = _header(job, flow, summary, model_dir, loglik_path.name, threads)
     say(f"evaluating {job.key}")

@@ -127,9 +127,11 @@ def _write_model_files(
 
     from flows_tf import evaluate
 
+    spec = modelio.make_spec(job.builder, event_shape, job.hparams)
     modelio.save_flow(flow, model_dir / "model")
-    record.write_spec(model_dir, modelio.make_spec(job.builder, event_shape, job.hparams))
+    record.write_spec(model_dir, spec)
     record.write_history(model_dir / "history.csv", result.history)
+    flow = evaluate.host(flow, spec)  # the variant's first flow, when its traces are reused
     samples = flow.sample(int(ev["n_samples"]), seed=job.seed).numpy()
     np.save(model_dir / "samples.npy", samples)
     if int(np.prod(event_shape)) == 2:

@@ -84,9 +84,8 @@ def test_smoke_end_to_end(project, tmp_path):
     assert_same_as_reference(fingerprint(project / "results"))
     # each training job evaluated its own model, and the evaluate step published that
     # evaluation (flows_tf.jobs.draft; tests/test_jobs.py: bit for bit a separate evaluation)
-    logs = sorted((project / "logs/evaluate").rglob("*.log"))
-    assert len(logs) == len(jobs)
-    assert all("published the evaluation the training job made" in p.read_text() for p in logs)
+    logs = "".join(p.read_text() for p in (project / "logs/evaluate").rglob("*.log"))
+    assert logs.count("published the evaluation the training job made") == len(jobs)
 
     runs = _runs(uri, config["experiment"])
     summary = [r for r in runs if r.data.tags.get(tracking.SUMMARY_TAG) == "true"]

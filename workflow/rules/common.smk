@@ -10,7 +10,6 @@ experiment.check_config(config)
 JOBS = experiment.jobs(config)
 JOB_BY_KEY = {(j.dataset, j.flow, j.seed): j for j in JOBS}
 MLFLOW_INIT = paths.of(paths.MLFLOW_INIT, experiment=config["experiment"])
-MODEL_DIR = paths.MODEL_DIR
 
 
 def _alternatives(names):
@@ -20,7 +19,6 @@ def _alternatives(names):
 wildcard_constraints:
     dataset=_alternatives(j.dataset for j in JOBS),
     flow=_alternatives(j.flow for j in JOBS),
-    seed=r"\d+",
 
 
 SEEDS = [int(s) for s in config.get("seeds", [0])]
@@ -37,14 +35,6 @@ def get_variant(wildcards):
     if keys[0] not in JOB_BY_KEY:
         raise ValueError(f"no variant {keys[0][:2]} in the config grid")
     return [JOB_BY_KEY[k] for k in keys]
-
-
-def get_job(wildcards):
-    """The experiment.Job of a (dataset, flow, seed) wildcard triple."""
-    key = (wildcards.dataset, wildcards.flow, int(wildcards.seed))
-    if key not in JOB_BY_KEY:
-        raise ValueError(f"no job {key} in the config grid")
-    return JOB_BY_KEY[key]
 
 
 def get_data_dir(dataset):
@@ -75,13 +65,19 @@ def get_train_inputs(wildcards):
 
 
 def get_evaluate_inputs(wildcards):
-    """The trained model, the test split (mle/distill) and, for a student, its teacher."""
-    job = get_job(wildcards)
-    inputs = {"model": get_model_file(job), "mlflow": ancient(MLFLOW_INIT)}
-    if job.on_data:
-        inputs |= get_split_files(job.dataset, ("test",))
-    if job.teacher is not None:
-        inputs["teacher"] = get_model_file(experiment.teacher_job(config, job))
+    """The trained models (seed by seed), the test split (mle/distill) and, for a student, its
+    teachers."""
+    variant = get_variant(wildcards)
+    inputs = {
+        "model": [get_model_file(j) for j in variant],
+        "mlflow": ancient(MLFLOW_INIT),
+    }
+    if variant[0].on_data:
+        inputs |= get_split_files(variant[0].dataset, ("test",))
+    if variant[0].teacher is not None:
+        inputs["teacher"] = [
+            get_model_file(experiment.teacher_job(config, j)) for j in variant
+        ]
     return inputs
 
 
@@ -94,10 +90,8 @@ def get_metrics_file(job):
 
 
 def get_config_hash(wildcards):
-    """A param, so that changing a job's settings reruns exactly that job (a train job: the
-    hash of its seeds' hashes)."""
-    if "seed" in wildcards.keys():
-        return get_job(wildcards).config_hash
+    """A param, so that changing a variant's settings reruns exactly its jobs (the hash of its
+    seeds' hashes)."""
     return experiment.stable_hash([j.config_hash for j in get_variant(wildcards)])
 
 

@@ -1,19 +1,20 @@
-# Evaluation: test log-likelihood and diagnostics of one trained flow; then the serial timing
-# of every model at once. The training job already evaluated its model in its own process; this
-# step publishes that evaluation when its fingerprint (settings, threads, model, teacher, data,
-# code) is this step's, and evaluates afresh otherwise (flows_tf.jobs.draft).
+# Evaluation: test log-likelihood and diagnostics of a variant's trained seeds (one job, as
+# training); then the serial timing of every model at once. The training job already evaluated
+# each model in its own process; this step publishes that evaluation when its fingerprint
+# (settings, threads, model, teacher, data, code) is this step's, and evaluates afresh
+# otherwise (flows_tf.jobs.draft).
 
 
 rule evaluate:
     input:
         unpack(get_evaluate_inputs),
     output:
-        metrics=paths.METRICS,
-        loglik=paths.PER_EXAMPLE,
+        metrics=get_seed_files(paths.METRICS),
+        loglik=get_seed_files(paths.PER_EXAMPLE),
     log:
-        "logs/evaluate/{dataset}/{flow}/seed{seed}.log",
+        "logs/evaluate/{dataset}/{flow}.log",
     benchmark:
-        "benchmarks/evaluate/{dataset}/{flow}/seed{seed}.tsv"
+        "benchmarks/evaluate/{dataset}/{flow}.tsv"
     conda:
         "../envs/flowbench.yaml"
     threads: 1
@@ -23,7 +24,7 @@ rule evaluate:
     params:
         experiment=config["experiment"],
         config_hash=get_config_hash,
-        model_dir=MODEL_DIR,
+        seeds=SEEDS,
         evaluation=get_evaluation_settings(timing=False),
     script:
         "../scripts/evaluate.py"
