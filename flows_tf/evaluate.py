@@ -20,7 +20,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 from tensorflow_probability import distributions as tfd
 
-from flows_tf import objectives
+from flows_tf import modelio, objectives
 
 __all__ = [
     "batched",
@@ -77,11 +77,7 @@ def host(flow: tfd.Distribution, spec: dict) -> tfd.Distribution:
     if key not in _REUSED:
         _REUSED[key] = (flow, [v.numpy() for v in flow.variables])
     first, own = _REUSED[key]
-    values = own if flow is first else flow.variables
-    if [(v.shape, v.dtype) for v in first.variables] != [(v.shape, v.dtype) for v in values]:
-        raise ValueError(f"a model of spec {spec} has other variables than the first")
-    for mine, value in zip(first.variables, values, strict=True):
-        mine.assign(value)
+    modelio.assign_weights(first, own if flow is first else flow.variables)
     return first
 
 

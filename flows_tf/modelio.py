@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tensorflow_probability import distributions as tfd
 
-__all__ = ["save_flow", "load_flow", "make_spec"]
+__all__ = ["assign_weights", "save_flow", "load_flow", "make_spec"]
 
 
 def make_spec(
@@ -33,6 +33,16 @@ def make_spec(
         "hparams": dict(hparams),
         "dtype": dtype,
     }
+
+
+def assign_weights(flow: "tfd.TransformedDistribution", values: Sequence) -> None:
+    """Assign ``values`` (arrays or another flow's ``variables``, in ``flow.variables`` order) to
+    ``flow``'s variables: another model of the same spec, run on this flow's compiled graph."""
+    mine = [(tuple(v.shape), v.dtype) for v in flow.variables]
+    if mine != [(tuple(v.shape), v.dtype) for v in values]:
+        raise ValueError("the weights are not those of this flow's spec (shapes or dtypes differ)")
+    for variable, value in zip(flow.variables, values, strict=True):
+        variable.assign(value)
 
 
 def save_flow(flow: "tfd.TransformedDistribution", directory: str | Path) -> Path:

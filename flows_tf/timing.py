@@ -152,6 +152,8 @@ def _weights_loader(
 ) -> Callable[[], None]:
     """``load()`` puts model ``i``'s weights (``flow``'s) into ``host``'s variables, unless
     ``holds["model"] == i`` already, and makes ``x`` (its own samples) the rows to evaluate."""
+    from flows_tf import modelio
+
     values = [v.numpy() for v in flow.variables]
     targets = host.variables
     if [tuple(v.shape) for v in targets] != [v.shape for v in values]:
@@ -159,8 +161,7 @@ def _weights_loader(
 
     def load() -> None:
         if holds["model"] != i:
-            for variable, value in zip(targets, values, strict=True):
-                variable.assign(value)
+            modelio.assign_weights(host, values)
             holds.update(model=i, x=x)
 
     return load

@@ -199,10 +199,10 @@ def evaluate_model(
     folder) holds the per-example test log-likelihoods, float64 nats in the space of
     ``test_loglik`` (empty for energy targets, which have no test set).
     """
-    ev = measurement_settings(evaluation)
-    model_dir, metrics_path = Path(model_dir), Path(metrics_path)
     from flows_tf import evaluate
 
+    ev = measurement_settings(evaluation)
+    model_dir, metrics_path = Path(model_dir), Path(metrics_path)
     summary = record.read_summary(model_dir, job)
     flow = evaluate.host(record.load_model(model_dir, seed=job.seed), record.read_spec(model_dir))
     loglik_path = record.per_example_path(metrics_path)

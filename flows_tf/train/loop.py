@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from flows_tf import modelio
 from flows_tf.objectives import OBJECTIVES
 from flows_tf.train.progress import Progress
 from flows_tf.train.settings import FREE_ON_RESUME, check_settings
@@ -145,13 +146,6 @@ def _block_step(
     return run
 
 
-def _copy_weights(source: tf.Module, target: tf.Module) -> None:
-    """Assign ``source``'s variables to ``target``'s (the same spec; nothing if the same flow)."""
-    if source is not target:
-        for mine, theirs in zip(target.variables, source.variables, strict=True):
-            mine.assign(theirs)
-
-
 @dataclass
 class _Parts:
     """A flow with its objective, training state, optimizer and compiled block of steps."""
@@ -197,7 +191,7 @@ class _Parts:
 
     def restart(self, flow: tfd.TransformedDistribution, seed: int) -> _Parts:
         """A fresh run of ``seed`` from ``flow``'s weights, on these compiled parts."""
-        _copy_weights(flow, self.flow)
+        modelio.assign_weights(self.flow, flow.variables)
         for slot in self.optimizer.variables:  # Adam's step and moments
             slot.assign(tf.zeros_like(slot))
         self.state.reset(self.variables)
@@ -324,12 +318,8 @@ def fit(
         raise ValueError("the flow has no trainable variables")
     inputs = {k: v for k, v in inputs.items() if v is not None}
     parts = _Parts.of(flow, cls, s, seed, inputs, shared)
-    objective, state, optimizer, variables = (
-        parts.objective,
-        parts.state,
-        parts.optimizer,
-        parts.variables,
-    )
+    objective, state, variables = parts.objective, parts.state, parts.variables
+    optimizer = parts.optimizer
     run_key = {
         "objective": job_objective,
         "seed": int(seed),
@@ -361,7 +351,8 @@ def fit(
     if stopping.has_best:
         state.restore_best(variables)
     ckpt.save(run.history)  # the final checkpoint holds the returned weights
-    _copy_weights(parts.flow, flow)
+    if parts.flow is not flow:
+        modelio.assign_weights(flow, parts.flow.variables)
     final = float(state.final_loss.numpy())
     steps = int(state.step.numpy())
     lines.line(steps, final, where=objective.where(steps), elapsed=ckpt.elapsed(), final=True)

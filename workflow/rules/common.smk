@@ -47,38 +47,29 @@ def get_split_files(dataset, splits):
     }
 
 
-def get_train_inputs(wildcards):
-    """Data splits for mle/distill variants, the teachers' models (seed by seed) for the
-    student, MLflow init.
-
-    The test split is read only after each model is saved, by the job's evaluation of it, which
-    the evaluate step publishes if nothing it read has changed (flows_tf.jobs.draft)."""
-    variant = get_variant(wildcards)
+def get_variant_inputs(variant, splits):
+    """MLflow init, the data set's ``splits`` (mle/distill) and, for a student, its teachers'
+    models, seed by seed."""
     inputs = {"mlflow": ancient(MLFLOW_INIT)}
     if variant[0].on_data:
-        inputs |= get_split_files(variant[0].dataset, ("train", "val", "test"))
+        inputs |= get_split_files(variant[0].dataset, splits)
     if variant[0].teacher is not None:
-        inputs["teacher"] = [
-            get_model_file(experiment.teacher_job(config, j)) for j in variant
-        ]
+        inputs["teacher"] = [get_model_file(experiment.teacher_job(config, j)) for j in variant]
     return inputs
+
+
+def get_train_inputs(wildcards):
+    """What a variant's training job reads: the test split too, because each model is
+    evaluated in the job once saved (the evaluate step publishes that evaluation if nothing it
+    read has changed: flows_tf.jobs.draft)."""
+    return get_variant_inputs(get_variant(wildcards), ("train", "val", "test"))
 
 
 def get_evaluate_inputs(wildcards):
-    """The trained models (seed by seed), the test split (mle/distill) and, for a student, its
-    teachers."""
+    """The trained models (seed by seed), the test split and the teachers."""
     variant = get_variant(wildcards)
-    inputs = {
-        "model": [get_model_file(j) for j in variant],
-        "mlflow": ancient(MLFLOW_INIT),
-    }
-    if variant[0].on_data:
-        inputs |= get_split_files(variant[0].dataset, ("test",))
-    if variant[0].teacher is not None:
-        inputs["teacher"] = [
-            get_model_file(experiment.teacher_job(config, j)) for j in variant
-        ]
-    return inputs
+    models = [get_model_file(j) for j in variant]
+    return {"model": models, **get_variant_inputs(variant, ("test",))}
 
 
 def get_model_file(job):
