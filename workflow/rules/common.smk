@@ -54,7 +54,9 @@ def get_variant_inputs(variant, splits):
     if variant[0].on_data:
         inputs |= get_split_files(variant[0].dataset, splits)
     if variant[0].teacher is not None:
-        inputs["teacher"] = [get_model_file(experiment.teacher_job(config, j)) for j in variant]
+        inputs["teacher"] = [
+            get_model_file(experiment.teacher_job(config, j)) for j in variant
+        ]
     return inputs
 
 
