@@ -25,6 +25,9 @@
 
 Usage (after a workflow run in ``RUN``; nothing else on the CPU):
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/overhead.py RUN --out benchmarks/FIXED_COST.md
+
+With ``--job-seconds workflow/job_seconds.tsv`` it also writes each variant's training job
+seconds, from which the workflow orders its jobs longest first (:mod:`flows_tf.schedule`).
 """
 
 import argparse
@@ -238,6 +241,15 @@ def report(run):
     return "\n".join(lines) + "\n", {"totals": total, "models": models}
 
 
+def write_job_seconds(path, rows):
+    """``dataset``, ``flow``, ``seconds`` (its training jobs' wall seconds), longest first."""
+    lines = ["dataset\tflow\tseconds"]
+    for row in sorted(by_model(rows), key=lambda r: -r["train_job"]):
+        dataset, flow = row["model"].split("/")
+        lines.append(f"{dataset}\t{flow}\t{row['train_job']:.1f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def floor(total, skeleton):
     """Start-up seconds no job with a process of its own avoids, and their share: a training
     job's skeleton, and an evaluate step's (the skeleton without TensorFlow, TFP, flows_tf)."""
@@ -275,6 +287,12 @@ def main(argv=None):
     parser.add_argument("run", type=pathlib.Path, help="the folder of a finished workflow run")
     parser.add_argument("--repeats", type=int, default=5, help="skeleton processes per ending")
     parser.add_argument("--out", type=pathlib.Path, help="Markdown file (a .json beside it)")
+    parser.add_argument(
+        "--job-seconds",
+        type=pathlib.Path,
+        help="also write each variant's training job seconds, the workflow's longest-first "
+        "priorities (flows_tf.schedule; workflow/job_seconds.tsv)",
+    )
     args = parser.parse_args(argv)
     started, load_before = time.perf_counter(), os.getloadavg()
     text, data = report(args.run.resolve())
@@ -292,6 +310,8 @@ def main(argv=None):
     data["skeleton"] = dict(zip(("wall", "plain_teardown", "parts"), skeleton, strict=True))
     data["floor"] = low
     print(text)
+    if args.job_seconds:
+        write_job_seconds(args.job_seconds, jobs_of(args.run.resolve()))
     if args.out:
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")

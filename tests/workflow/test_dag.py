@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from snakemake_interface_common.exceptions import WorkflowError
 from snakerun import run_snakemake
 
-from flows_tf import experiment
+from flows_tf import experiment, paths, schedule
 
 TRAIN_OUTPUT = re.compile(r"results/models/([^/\s,]+)/([^/\s,]+)/seed(\d+)/train\.json")
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -62,20 +62,26 @@ def test_student_trains_after_its_teacher(project):
     assert "results/models/eight_gaussians/maf/seed0/train.json" in block.split("output:")[0]
 
 
-def test_a_variants_seeds_train_in_one_job_and_distillation_chains_first(project):
+def test_a_variants_seeds_train_in_one_job_longest_first_and_distillation_chains_first(project):
     proc = run_snakemake(project, "-n", "--cores", "2", *PROFILE)  # the default config
-    first, rest = set(), set()
+    priority = {}
     for block in proc.stdout.split("\n\n"):
         if re.search(r"^rule train:", block, re.M):
             line = re.search(r"^\s+output: (.+)$", block, re.M).group(1)
             outputs = {m.groups() for m in TRAIN_OUTPUT.finditer(line)}
             (variant,) = {(d, f) for d, f, _ in outputs}  # one variant per job ...
             assert {s for *_, s in outputs} == {"0", "1", "2"}  # ... with all its seeds
-            (first if re.search(r"^\s+priority: 1$", block, re.M) else rest).add(variant)
+            priority[variant] = int(re.search(r"^\s+priority: (\d+)$", block, re.M).group(1))
             assert not re.search(r"^\s+threads:", block, re.M)  # listed only when above 1
+    assert len(priority) == 32
     chains = {(d, f) for d in ("eight_gaussians", "digits") for f in ("maf", "iaf_student")}
-    assert first == chains
-    assert len(rest) == 32 - len(chains)
+    rest = set(priority) - chains
+    assert min(priority[v] for v in chains) > max(priority[v] for v in rest)
+    # the others longest first, by the committed seconds of a default run
+    seconds = schedule.read_job_seconds(project / paths.JOB_SECONDS)
+    assert rest <= set(seconds)
+    by_seconds = sorted(rest, key=lambda v: -seconds[v])
+    assert [priority[v] for v in by_seconds] == sorted(priority[v] for v in rest)[::-1]
 
 
 def _bad_config(project, tmp_path, edit):

@@ -1,7 +1,7 @@
 # Helpers only: the job grid, targets, wildcard constraints, input functions, resources.
 import re
 
-from flows_tf import experiment, paths
+from flows_tf import experiment, paths, schedule
 
 # Cross-references the JSON schema cannot express (unknown data sets and hyperparameters, data
 # set kinds, data files, the student); every problem names its key, before any job starts.
@@ -151,14 +151,17 @@ def get_final_outputs():
     return out
 
 
-TEACHERS = {(j.dataset, j.teacher) for j in JOBS if j.teacher is not None}
+# Longest first (a teacher with its student's seconds): the seconds of this folder's last run
+# of a variant, else of the default run's table (flows_tf.schedule).
+TRAIN_PRIORITIES = schedule.train_priorities(
+    [(j.dataset, j.flow, j.teacher) for j in JOBS],
+    schedule.read_benchmarks(paths.TRAIN_BENCHMARKS),
+    schedule.read_job_seconds(paths.JOB_SECONDS),
+)
 
 
 def get_train_priority(wildcards):
-    """Distillation's chains (teacher, then student) first: the longest paths of the grid start
-    before the many short jobs, instead of wherever Snakemake's order puts them."""
-    job = get_variant(wildcards)[0]
-    return 1 if job.teacher is not None or (job.dataset, job.flow) in TEACHERS else 0
+    return TRAIN_PRIORITIES[(wildcards.dataset, wildcards.flow)]
 
 
 def get_train_runtime(wildcards, attempt):
