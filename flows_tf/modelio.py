@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flows_tf import seeding
+
 if TYPE_CHECKING:
     from tensorflow_probability import distributions as tfd
 
@@ -55,23 +57,24 @@ def save_flow(flow: "tfd.TransformedDistribution", directory: str | Path) -> Pat
     return directory
 
 
-def load_flow(spec: dict, directory: str | Path, seed: int = 0) -> "tfd.TransformedDistribution":
+def load_flow(spec: dict, directory: str | Path) -> "tfd.TransformedDistribution":
     """Build the flow of ``spec`` and restore its variables from ``<directory>/flow``.
 
-    Sets TensorFlow's global seed to ``seed`` first: with op determinism on, building random
-    initial values (overwritten by the restore) needs one.
+    The random initial values the restore overwrites are drawn under
+    :func:`flows_tf.seeding.throwaway_seed`: the caller's seeds and streams stay as they were,
+    and TensorFlow's compiled functions stay compiled.
     """
     import tensorflow as tf
 
     from flows_tf.flows import build_flow
 
-    tf.random.set_seed(int(seed))
-    flow = build_flow(
-        spec["builder"],
-        tuple(spec["event_shape"]),
-        dtype=tf.as_dtype(spec.get("dtype", "float32")),
-        **spec.get("hparams", {}),
-    )
+    with seeding.throwaway_seed():
+        flow = build_flow(
+            spec["builder"],
+            tuple(spec["event_shape"]),
+            dtype=tf.as_dtype(spec.get("dtype", "float32")),
+            **spec.get("hparams", {}),
+        )
     status = tf.train.Checkpoint(flow=flow).read(str(Path(directory) / "flow"))
     status.assert_existing_objects_matched()
     return flow

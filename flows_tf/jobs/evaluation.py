@@ -204,7 +204,7 @@ def evaluate_model(
     ev = measurement_settings(evaluation)
     model_dir, metrics_path = Path(model_dir), Path(metrics_path)
     summary = record.read_summary(model_dir, job)
-    flow = evaluate.host(record.load_model(model_dir, seed=job.seed), record.read_spec(model_dir))
+    flow = evaluate.host(record.load_model(model_dir), record.read_spec(model_dir))
     loglik_path = record.per_example_path(metrics_path)
     metrics = _header(job, flow, summary, model_dir, loglik_path.name, threads)
     say(f"evaluating {job.key}")

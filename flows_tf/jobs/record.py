@@ -122,9 +122,9 @@ def read_summary(model_dir: Path, job: Job) -> dict:
     return summary
 
 
-def load_model(model_dir: str | Path, seed: int = 0) -> tfd.TransformedDistribution:
+def load_model(model_dir: str | Path) -> tfd.TransformedDistribution:
     """The trained flow of a model folder (``model_spec.json`` and ``model/``)."""
-    return modelio.load_flow(read_spec(model_dir), Path(model_dir) / "model", seed=seed)
+    return modelio.load_flow(read_spec(model_dir), Path(model_dir) / "model")
 
 
 def load_teacher(teacher_dir: str | Path | None) -> tfd.TransformedDistribution:

@@ -27,6 +27,7 @@ import tf_keras
 
 from flows_tf import modelio
 from flows_tf.objectives import OBJECTIVES
+from flows_tf.seeding import set_seeds
 from flows_tf.train.progress import Progress
 from flows_tf.train.settings import FREE_ON_RESUME, check_settings
 from flows_tf.train.state import Checkpoints, TrainState
@@ -79,11 +80,6 @@ class TrainResult:
     @property
     def stopped_by(self) -> str:
         return "patience" if self.converged else "step_cap"
-
-
-def set_seeds(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow; call before building the flow."""
-    tf_keras.utils.set_random_seed(int(seed))
 
 
 class _ScaledSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
@@ -289,7 +285,9 @@ def fit(
         settings: training settings (:data:`DEFAULT_SETTINGS` plus the objective's own);
             unknown keys raise ``ValueError``.
         workdir: directory of the run; checkpoints go to ``workdir/checkpoints``.
-        seed: seeds minibatch order and Monte Carlo samples.
+        seed: seeds minibatch order and Monte Carlo samples, as stateless functions of
+            ``(seed, step)``; the flow's initial weights are the caller's (seed them with
+            :func:`set_seeds` before building it).
         log: ``log(step, metrics)`` at every evaluation.
         progress: ``progress(line)`` for human-readable progress lines.
         shared: a dict that fits of one model spec (builder, hyperparameters, event shape) in
@@ -313,7 +311,6 @@ def fit(
         raise ValueError(f"unknown objective {job_objective!r}; known: {sorted(OBJECTIVES)}")
     cls = OBJECTIVES[job_objective]
     s = check_settings(dict(settings), cls.extra_settings)
-    set_seeds(seed)
     if not flow.trainable_variables:
         raise ValueError("the flow has no trainable variables")
     inputs = {k: v for k, v in inputs.items() if v is not None}
