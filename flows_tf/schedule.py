@@ -25,7 +25,17 @@ import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["read_job_seconds", "read_benchmarks", "train_priorities"]
+__all__ = [
+    "JOB_SECONDS",
+    "TRAIN_BENCHMARKS",
+    "read_job_seconds",
+    "read_benchmarks",
+    "train_priorities",
+]
+
+# relative to the project root, the workflow's working directory
+TRAIN_BENCHMARKS = "benchmarks/train"  # Snakemake's benchmark files of the training jobs
+JOB_SECONDS = "workflow/job_seconds.tsv"  # a default run's training job seconds
 
 Variant = tuple[str, str]
 

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from snakemake_interface_common.exceptions import WorkflowError
 from snakerun import run_snakemake
 
-from flows_tf import experiment, paths, schedule
+from flows_tf import experiment, schedule
 
 TRAIN_OUTPUT = re.compile(r"results/models/([^/\s,]+)/([^/\s,]+)/seed(\d+)/train\.json")
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -78,7 +78,7 @@ def test_a_variants_seeds_train_in_one_job_longest_first_and_distillation_chains
     rest = set(priority) - chains
     assert min(priority[v] for v in chains) > max(priority[v] for v in rest)
     # the others longest first, by the committed seconds of a default run
-    seconds = schedule.read_job_seconds(project / paths.JOB_SECONDS)
+    seconds = schedule.read_job_seconds(project / schedule.JOB_SECONDS)
     assert rest <= set(seconds)
     by_seconds = sorted(rest, key=lambda v: -seconds[v])
     assert [priority[v] for v in by_seconds] == sorted(priority[v] for v in rest)[::-1]

@@ -155,8 +155,8 @@ def get_final_outputs():
 # of a variant, else of the default run's table (flows_tf.schedule).
 TRAIN_PRIORITIES = schedule.train_priorities(
     [(j.dataset, j.flow, j.teacher) for j in JOBS],
-    schedule.read_benchmarks(paths.TRAIN_BENCHMARKS),
-    schedule.read_job_seconds(paths.JOB_SECONDS),
+    schedule.read_benchmarks(schedule.TRAIN_BENCHMARKS),
+    schedule.read_job_seconds(schedule.JOB_SECONDS),
 )
 
 
