@@ -241,10 +241,11 @@ def report(run):
     return "\n".join(lines) + "\n", {"totals": total, "models": models}
 
 
-def write_job_seconds(path, rows):
-    """``dataset``, ``flow``, ``seconds`` (its training jobs' wall seconds), longest first."""
+def write_job_seconds(path, models):
+    """``dataset``, ``flow``, ``seconds`` (its training jobs' wall seconds), longest first, of
+    :func:`by_model`'s ``models``."""
     lines = ["dataset\tflow\tseconds"]
-    for row in sorted(by_model(rows), key=lambda r: -r["train_job"]):
+    for row in sorted(models, key=lambda r: -r["train_job"]):
         dataset, flow = row["model"].split("/")
         lines.append(f"{dataset}\t{flow}\t{row['train_job']:.1f}")
     path.write_text("\n".join(lines) + "\n")
@@ -311,7 +312,7 @@ def main(argv=None):
     data["floor"] = low
     print(text)
     if args.job_seconds:
-        write_job_seconds(args.job_seconds, jobs_of(args.run.resolve()))
+        write_job_seconds(args.job_seconds, data["models"])
     if args.out:
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")

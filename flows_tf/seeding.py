@@ -49,14 +49,19 @@ def set_seeds(seed: int) -> None:
 
 
 def _may_be_cached(seed: int) -> bool:
-    """Whether ``seed`` was in force since the last clear; the seed in force now counts,
-    whoever set it (``None``: TensorFlow's default, the one an explicit op seed pairs with)."""
+    """Whether ``seed`` was in force since the last clear (the seed in force now included)."""
+    _record_in_force()
+    return seed in _SEEDED
+
+
+def _record_in_force() -> None:
+    """Count the global seed in force now as used, whoever set it (``None``: TensorFlow's
+    default, the one an explicit op seed pairs with)."""
     from tensorflow.python.eager import context
     from tensorflow.python.framework import random_seed
 
     in_force = context.global_seed()
     _SEEDED.add(random_seed.DEFAULT_GRAPH_SEED if in_force is None else in_force)
-    return seed in _SEEDED
 
 
 def _set_without_clear(seed: int) -> None:
@@ -85,7 +90,7 @@ def throwaway_seed() -> Iterator[None]:
 
     if not tf.executing_eagerly():
         raise RuntimeError("throwaway_seed() seeds eager execution, not a graph being built")
-    _may_be_cached(THROWAWAY_SEED)  # records the seed in force now
+    _record_in_force()
     ctx = context.context()
     before = ctx._seed, getattr(ctx, "_rng", None)  # no stream before a first seed
     ctx._seed, ctx._rng = THROWAWAY_SEED, random.Random(THROWAWAY_SEED)
