@@ -122,7 +122,7 @@ def _cmd_job(args: argparse.Namespace, config: dict) -> None:
         "evaluation": config.get("evaluation"),
     }
     if args.command == "train":
-        jobs.train_job(job, experiment=config["experiment"], **common)
+        jobs.train_job(job, experiment=config["experiment"], metrics_path=p["metrics"], **common)
     else:
         jobs.evaluate_job(job, metrics_path=p["metrics"], **common)
 

@@ -2,6 +2,7 @@
 same science without a tracking store, number for number."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -256,6 +257,41 @@ def test_the_evaluate_step_publishes_the_training_jobs_own_evaluation(workdir, m
     assert again == {**published, "loglik_file": "digits-gaussian-again.loglik.npy"}
     with pytest.raises(RuntimeError, match="evaluated afresh"):  # other settings: not the draft
         _evaluate_again(job, workdir, evaluation={**EVALUATION, "batch_size": 100})
+
+
+def test_a_mirrored_evaluation_is_published_without_mlflow(workdir, monkeypatch):
+    job = experiment.make_job(CONFIG, "digits", "gaussian", 1)
+    model_dir, data_dir = workdir / "models" / "mirrored", workdir / "data" / "digits"
+    metrics_path = workdir / "metrics" / "mirrored" / "seed1.json"
+    args = {"data_dir": data_dir, "model_dir": model_dir, "evaluation": EVALUATION}
+    args["threads"] = runtime.configure(2)
+    summary = jobs.train_job(
+        job, experiment=CONFIG["experiment"], metrics_path=metrics_path, **args
+    )  # fmt: skip
+    run = tracking.load_runs([summary["mlflow_run_id"]])[0]  # mirrored by the training job
+    assert run["tags"]["metrics_file"] == str(metrics_path)
+    assert run["tags"]["snakemake_rule"] == "train" and "snakemake_rule_last" not in run["tags"]
+
+    def no_mlflow(*args, **kwargs):
+        raise AssertionError("the evaluate step used MLflow")
+
+    monkeypatch.setattr(tracking.store, "client", no_mlflow)
+    monkeypatch.setattr(jobs, "mirror_evaluation", no_mlflow)
+    monkeypatch.setattr(jobs, "evaluate_model", no_mlflow)
+    published = jobs.evaluate_job(job, metrics_path=metrics_path, **args)
+    assert run["metrics"]["test_loglik"] == published["test_loglik"]
+    assert run["metrics"]["steps"] == published["steps"] == summary["steps"]
+    monkeypatch.undo()
+    client = tracking.store.client()
+    for path in (metrics_path, jobs.per_example_path(metrics_path)):  # the published files
+        logged = client.download_artifacts(run["run_id"], path.name, str(workdir / "dl"))
+        assert Path(logged).read_bytes() == path.read_bytes(), path.name
+    # published under another name, the record names another file: the step mirrors it itself
+    elsewhere = workdir / "metrics" / "elsewhere" / "seed1.json"
+    mirrored = []
+    monkeypatch.setattr(jobs, "mirror_evaluation", lambda path, rule: mirrored.append(path))
+    assert jobs.evaluate_job(job, metrics_path=elsewhere, **args) == {**published}
+    assert mirrored == [elsewhere]
 
 
 def test_a_failed_in_process_evaluation_keeps_the_model_and_is_redone(workdir, monkeypatch):

@@ -10,8 +10,9 @@ the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit
   record files and return the summary / the metrics.
 - :mod:`.mirror` opens a job's run from the job's plain data (:func:`open_run`: key, config
   hash, tags) and copies a record into it (:func:`mirror_training`, :func:`mirror_evaluation`).
-- :mod:`.draft`: the training job evaluates its model in the same process, and the evaluate
-  step publishes that evaluation when nothing it read has changed (else it evaluates afresh).
+- :mod:`.draft`: the training job evaluates its model in the same process and mirrors that
+  evaluation into its run; the evaluate step publishes it when nothing it read has changed
+  (else it evaluates afresh and mirrors that).
 - :mod:`.record` reads and writes the files; :mod:`.logs` sends a job's output to its log.
 - Here: :func:`train_job` and :func:`evaluate_job`, as the CLI runs them, and
   :func:`train_variant` and :func:`evaluate_variant`, a variant's seeds in one process, as the
@@ -48,7 +49,14 @@ from flows_tf import runtime, tracking
 from flows_tf.jobs import draft
 from flows_tf.jobs.evaluation import EVALUATION_DEFAULTS, evaluate_model, measurement_settings
 from flows_tf.jobs.logs import log_to, say
-from flows_tf.jobs.mirror import job_params, mirror_evaluation, mirror_training, open_run, run_tags
+from flows_tf.jobs.mirror import (
+    job_params,
+    log_evaluation,
+    mirror_evaluation,
+    mirror_training,
+    open_run,
+    run_tags,
+)
 from flows_tf.jobs.record import HISTORY_COLUMNS, per_example_path, read_history
 from flows_tf.jobs.training import TrainInputs, load_train_inputs, next_seed_inputs, train_model
 
@@ -106,8 +114,10 @@ def train_job(
     evaluation: dict | None = None,
     inputs: TrainInputs | None = None,
     shared: dict | None = None,
+    metrics_path: str | Path | None = None,
 ) -> dict:
-    """Train one job into its MLflow run: :func:`train_model`, then :func:`mirror_training`.
+    """Train one job into its MLflow run: :func:`train_model`, then :func:`mirror_training`;
+    then its evaluation (:mod:`.draft`), mirrored into the run too when ``metrics_path``.
 
     Args:
         job: the :class:`~flows_tf.experiment.Job`.
@@ -120,6 +130,8 @@ def train_job(
         evaluation: overrides of :data:`EVALUATION_DEFAULTS` (samples and density grid).
         inputs: the job's :class:`TrainInputs`, if already read (default: read them here).
         shared: passed to :func:`train_model` (the seeds of a variant in one process).
+        metrics_path: where the evaluate step will publish the evaluation (None: it mirrors
+            the evaluation itself).
 
     Returns:
         the summary written to ``train.json``. Bad inputs stop the job before its run opens;
@@ -148,15 +160,35 @@ def train_job(
             shared=shared,
         )
         mirror_training(run, model_dir)
-    say(f"trained {job.key} in {summary['train_seconds']:.1f} s ({summary['steps']} steps)")
-    measured = {"data_dir": data_dir, "model_dir": model_dir, "teacher_dir": teacher_dir}
-    measured |= {"threads": threads, "evaluation": evaluation}
-    draft.write_draft(
+        say(f"trained {job.key} in {summary['train_seconds']:.1f} s ({summary['steps']} steps)")
+        measured = {"data_dir": data_dir, "model_dir": model_dir, "teacher_dir": teacher_dir}
+        measured |= {"threads": threads, "evaluation": evaluation}
+        _draft_evaluation(job, run, metrics_path, measured)
+    return summary
+
+
+def _draft_evaluation(
+    job: Job, run: tracking.RunLogger, metrics_path: str | Path | None, measured: dict
+) -> None:
+    """The training job's own evaluation (:func:`draft.write_draft`) and, when it knows where
+    the evaluate step will publish it, its MLflow record in the open run, as the files to be
+    published (:func:`draft.staged`): that step then needs no MLflow. An error in either is
+    reported and left to the evaluate step, which evaluates or mirrors itself."""
+    key, model_dir = _fingerprint(**measured), measured["model_dir"]
+    evaluated = draft.write_draft(
         lambda path: evaluate_model(job, metrics_path=path, **measured),
         model_dir=model_dir,
-        fingerprint_of=_fingerprint(**measured),
+        fingerprint_of=key,
     )
-    return summary
+    if not evaluated or metrics_path is None:
+        return
+    try:
+        with draft.staged(model_dir, metrics_path, key) as files:
+            log_evaluation(run, files, metrics_file=metrics_path)
+    except Exception as err:  # noqa: BLE001  (the evaluate step mirrors it then)
+        say(f"mirroring the evaluation failed, the evaluate step will redo it: {err!r}")
+        return
+    draft.mark_mirrored(model_dir, metrics_path, key)
 
 
 def _each_seed(work: Callable[..., dict], variant: Sequence[Job], *per_seed: Sequence) -> list:
@@ -180,6 +212,7 @@ def train_variant(
     data_dir: str | Path | None,
     model_dirs: Sequence[str | Path],
     teacher_dirs: Sequence[str | Path | None],
+    metrics_paths: Sequence[str | Path | None] | None = None,
     **common: Any,
 ) -> list[dict]:
     """Train the seeds of one variant in one process, each into its own run by :func:`train_job`
@@ -188,20 +221,26 @@ def train_variant(
     (:func:`flows_tf.train.fit`'s ``shared``), and the evaluation's compiled functions traced
     once (:func:`flows_tf.evaluate.reuse_traces`), to the numbers of separate jobs.
 
-    A seed that fails does not stop the next ones; the call then raises ``RuntimeError`` naming
-    every failed seed. A rerun resumes each seed from its checkpoints (a finished one reloads).
+    ``metrics_paths``: where the evaluate step publishes each seed's evaluation (see
+    :func:`train_job`). A seed that fails does not stop the next ones; the call then raises
+    ``RuntimeError`` naming every failed seed. A rerun resumes each seed from its checkpoints
+    (a finished one reloads).
     """
     from flows_tf import evaluate  # TensorFlow: the training job starts it anyway
 
     shared, loaded = {}, [None]
 
-    def train_seed(job: Job, model_dir: str | Path, teacher_dir: str | Path | None) -> dict:
+    def train_seed(
+        job: Job, model_dir: Path, teacher_dir: Path | None, metrics: Path | None
+    ) -> dict:
         loaded[0] = next_seed_inputs(job, loaded[0], data_dir, teacher_dir)
         return train_job(job, data_dir=data_dir, model_dir=model_dir, teacher_dir=teacher_dir,
-                         inputs=loaded[0], shared=shared, **common)  # fmt: skip
+                         metrics_path=metrics, inputs=loaded[0], shared=shared,
+                         **common)  # fmt: skip
 
+    metrics_paths = metrics_paths or [None] * len(variant)
     with evaluate.reuse_traces():  # samples, density grid and evaluation traced once too
-        return _each_seed(train_seed, variant, model_dirs, teacher_dirs)
+        return _each_seed(train_seed, variant, model_dirs, teacher_dirs, metrics_paths)
 
 
 def evaluate_variant(
@@ -234,17 +273,26 @@ def evaluate_job(job: Job, *, rule: str = "evaluate", **inputs: object) -> dict:
     """Evaluate a trained job into its MLflow run: publish the training job's own evaluation
     if its fingerprint is this one's (:mod:`.draft`), else :func:`evaluate_model` (``inputs``
     are its keyword arguments; it writes the metrics JSON and per-example values); then
-    :func:`mirror_evaluation` under ``rule``. ``threads`` may be a
+    :func:`mirror_evaluation` under ``rule``, unless the training job mirrored what was
+    published (then MLflow is not even imported). ``threads`` may be a
     :func:`~flows_tf.runtime.thread_plan`: it is applied only if TensorFlow has to run."""
-    key = _fingerprint(**inputs)
-    metrics = draft.publish(inputs["model_dir"], inputs["metrics_path"], key)
+    key, model_dir, metrics_path = (
+        _fingerprint(**inputs),
+        inputs["model_dir"],
+        inputs["metrics_path"],
+    )
+    metrics = draft.publish(model_dir, metrics_path, key)
     if metrics is None:
         if inputs.get("threads"):  # TensorFlow starts here, not to publish a draft
             inputs["threads"] = runtime.apply(inputs["threads"])
         metrics = evaluate_model(job, **inputs)
+        mirror_evaluation(metrics_path, rule=rule)
+    elif draft.is_mirrored(model_dir, metrics_path, key):
+        say(f"{job.key}: published the evaluation the training job made (fingerprint {key}) "
+            f"and mirrored into MLflow run {metrics['mlflow_run_id']}")  # fmt: skip
     else:
         say(f"{job.key}: published the evaluation the training job made (fingerprint {key})")
-    mirror_evaluation(inputs["metrics_path"], rule=rule)
+        mirror_evaluation(metrics_path, rule=rule)
     say(f"{job.key}: test_loglik {metrics['test_loglik']}, kl_to_target {metrics['kl_to_target']}")
     return metrics
 

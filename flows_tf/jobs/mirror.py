@@ -16,7 +16,14 @@ from flows_tf.jobs.logs import say
 if TYPE_CHECKING:
     from flows_tf.experiment import Job
 
-__all__ = ["job_params", "mirror_evaluation", "mirror_training", "open_run", "run_tags"]
+__all__ = [
+    "job_params",
+    "log_evaluation",
+    "mirror_evaluation",
+    "mirror_training",
+    "open_run",
+    "run_tags",
+]
 
 
 def job_params(job: Job, threads: dict) -> dict:
@@ -90,17 +97,27 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def mirror_evaluation(metrics_path: str | Path, *, rule: str = "evaluate") -> None:
-    """Add an evaluation record to the MLflow run it names: its numbers (but the seed) as
-    metrics at the training's last step; the metrics JSON and per-example values as artifacts;
-    the rule as ``snakemake_rule_last``."""
+def log_evaluation(
+    run: tracking.RunLogger, metrics_path: str | Path, *, metrics_file: str | Path | None = None
+) -> None:
+    """Log an evaluation record to an open run: its numbers (but the seed) as metrics at the
+    training's last step; the metrics JSON and per-example values as artifacts; the tag
+    ``metrics_file``, where it is published (default ``metrics_path``)."""
     metrics_path = Path(metrics_path)
     metrics = json.loads(metrics_path.read_text())
-    if not metrics.get("mlflow_run_id"):
-        raise tracking.TrackingError(f"{metrics_path} names no MLflow run (mlflow_run_id)")
     numeric = {k: v for k, v in metrics.items() if _is_number(v) and k != "seed"}
-    with tracking.reopen_run(metrics["mlflow_run_id"], rule=rule) as run:
-        run.log_metrics(numeric, step=int(metrics.get("steps") or 0), flush=True)
-        run.set_tags({"metrics_file": str(metrics_path)})
-        run.log_artifact(metrics_path)
-        run.log_artifact(record.per_example_path(metrics_path))
+    run.log_metrics(numeric, step=int(metrics.get("steps") or 0), flush=True)
+    run.set_tags({"metrics_file": str(metrics_file or metrics_path)})
+    run.log_artifact(metrics_path)
+    run.log_artifact(record.per_example_path(metrics_path))
+
+
+def mirror_evaluation(metrics_path: str | Path, *, rule: str = "evaluate") -> None:
+    """Add an evaluation record to the MLflow run it names (:func:`log_evaluation`), the rule
+    as ``snakemake_rule_last``."""
+    metrics_path = Path(metrics_path)
+    run_id = json.loads(metrics_path.read_text()).get("mlflow_run_id")
+    if not run_id:
+        raise tracking.TrackingError(f"{metrics_path} names no MLflow run (mlflow_run_id)")
+    with tracking.reopen_run(run_id, rule=rule) as run:
+        log_evaluation(run, metrics_path)

@@ -29,6 +29,14 @@ def get_seed_files(template):
     return expand(template, seed=SEEDS, allow_missing=True)
 
 
+def get_variant_metrics(wildcards):
+    """Where the evaluate step publishes each seed's metrics: its training job mirrors the
+    evaluation it makes into MLflow under these names (flows_tf.jobs.draft)."""
+    return expand(
+        paths.METRICS, dataset=wildcards.dataset, flow=wildcards.flow, seed=SEEDS
+    )
+
+
 def get_variant(wildcards):
     """The experiment.Job of every seed of a (dataset, flow) wildcard pair."""
     keys = [(wildcards.dataset, wildcards.flow, s) for s in SEEDS]

@@ -45,6 +45,7 @@ rule train:
         experiment=config["experiment"],
         config_hash=get_config_hash,
         seeds=SEEDS,
+        metrics=get_variant_metrics,
     script:
         "../scripts/train.py"
 

@@ -12,5 +12,6 @@ with jobs.log_to(sm.log[0]):
         experiment=sm.params.experiment,
         threads=threads,
         evaluation=sm.config.get("evaluation"),
+        metrics_paths=list(sm.params.metrics),  # its evaluation mirrored into MLflow as published
     )
 runtime.exit_now()  # outputs are closed: skip TensorFlow's teardown
