@@ -20,8 +20,9 @@
    work (interpreter, ``runtime.configure`` with TensorFlow's import, TFP and flows_tf, MLflow's
    import and client set-up on a tracking store, ``runtime.exit_now``), timed in fresh
    processes, alternating with the same skeleton ending by Python's normal teardown. An
-   evaluate step that publishes its training job's evaluation starts no TensorFlow, so its
-   floor is the skeleton without TensorFlow, TFP and flows_tf.
+   evaluate step that publishes what its training job evaluated and mirrored starts neither
+   TensorFlow nor MLflow: its floor is its own skeleton (the interpreter, ``flows_tf.jobs``,
+   ``runtime.exit_now``), timed in the same alternation.
 
 Usage (after a workflow run in ``RUN``; nothing else on the CPU):
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/overhead.py RUN --out benchmarks/FIXED_COST.md
@@ -65,27 +66,39 @@ if END_NOW:
     runtime.exit_now()  # as the job scripts end
 """
 
+EVALUATE_SKELETON = """
+from flows_tf import jobs, runtime  # what workflow/scripts/evaluate.py imports
+runtime.exit_now()
+"""
+
 
 def fixed_cost(repeats, env):
     """Median wall seconds of the job skeleton ending as jobs do (``exit_now``) and of its parts
-    (TF, TFP+flows_tf, MLflow); plus the median wall of the same skeleton ending with Python's
-    normal teardown, the two alternated so that load changes hit both alike."""
-    walls, plain, parts = [], [], []
+    (TF, TFP+flows_tf, MLflow); the median wall of the same skeleton ending with Python's
+    normal teardown; and that of an evaluate step's skeleton: the three alternated so that load
+    changes hit them alike."""
+    walls, plain, evaluate_walls, parts = [], [], [], []
     for _ in range(repeats):
-        for end_now, into in ((True, walls), (False, plain)):
+        for code, into in (
+            ("END_NOW = True\n" + SKELETON, walls),
+            ("END_NOW = False\n" + SKELETON, plain),
+            (EVALUATE_SKELETON, evaluate_walls),
+        ):
             t0 = time.perf_counter()
             out = subprocess.run(
-                [sys.executable, "-c", f"END_NOW = {end_now}\n" + SKELETON],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
             )
             into.append(time.perf_counter() - t0)
-            if end_now:
+            if into is walls:
                 parts.append([float(v) for v in out.stdout.split()[-3:]])
     cols = list(zip(*parts, strict=True))
-    return statistics.median(walls), statistics.median(plain), [statistics.median(c) for c in cols]
+    medians = [statistics.median(c) for c in cols]
+    return (
+        statistics.median(walls),
+        statistics.median(plain),
+        medians,
+        statistics.median(evaluate_walls),
+    )
 
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]", re.MULTILINE)
@@ -253,9 +266,8 @@ def write_job_seconds(path, models):
 
 def floor(total, skeleton):
     """Start-up seconds no job with a process of its own avoids, and their share: a training
-    job's skeleton, and an evaluate step's (the skeleton without TensorFlow, TFP, flows_tf)."""
-    wall, _, (t_tf, t_tfp, _) = skeleton
-    evaluate_step = wall - t_tf - t_tfp
+    job's skeleton, and an evaluate step's."""
+    wall, _, _, evaluate_step = skeleton
     seconds = total["jobs"] * wall + total["evaluate_jobs"] * evaluate_step
     return {
         "evaluate_step": evaluate_step,
@@ -266,14 +278,15 @@ def floor(total, skeleton):
 
 
 def _skeleton_lines(skeleton, total, low):
-    wall, plain, (t_tf, t_tfp, t_mlflow) = skeleton
+    wall, plain, (t_tf, t_tfp, t_mlflow), _ = skeleton
     return [
         "",
         f"Start-up skeleton of a training job (median of fresh processes): **{wall:.2f} s** "
         f"(TensorFlow import and thread set-up {t_tf:.2f} s, TFP and flows_tf {t_tfp:.2f} s, "
         f"MLflow import and client {t_mlflow:.2f} s, interpreter start and end "
         f"{wall - t_tf - t_tfp - t_mlflow:.2f} s); with Python's normal teardown {plain:.2f} s. "
-        f"An evaluate step's, without TensorFlow, TFP and flows_tf: {low['evaluate_step']:.2f} s.",
+        f"An evaluate step's (the interpreter and flows_tf.jobs: no TensorFlow, no MLflow): "
+        f"{low['evaluate_step']:.2f} s.",
         "",
         f"Floor of one process per job: {total['jobs']} training jobs and {total['evaluate_jobs']} "
         f"evaluate steps pay {low['seconds']:,.0f} job-seconds of start-up alone, "
@@ -308,7 +321,8 @@ def main(argv=None):
     skeleton_lines = "\n".join(_skeleton_lines(skeleton, data["totals"], low))
     text = "\n".join(header) + "\n" + text + skeleton_lines + "\n"
     data["meta"] = meta
-    data["skeleton"] = dict(zip(("wall", "plain_teardown", "parts"), skeleton, strict=True))
+    names = ("wall", "plain_teardown", "parts", "evaluate_step")
+    data["skeleton"] = dict(zip(names, skeleton, strict=True))
     data["floor"] = low
     print(text)
     if args.job_seconds:

@@ -23,8 +23,9 @@ Modules, one job each:
 Life of a run: the training job opens it (``job_key``, config hash, git commit, the job's own
 tags, the Snakemake rule), logs params, metrics while it trains, the data set as an input and,
 once the record files are written, the final metrics, the history (filling the gaps a killed
-attempt left), the summary file and the model; the evaluation job reopens it to add the test
-metrics. An exception or SIGTERM/SIGINT ends the run FAILED.
+attempt left), the summary file, the model and the job's own evaluation (the test metrics);
+an evaluate step that evaluates afresh reopens it to add its metrics. An exception or
+SIGTERM/SIGINT ends the run FAILED.
 
 Example:
     >>> with job_run("two_moons/maf/seed0/mle", "flowbench-default", model_dir,
