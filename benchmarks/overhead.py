@@ -16,6 +16,12 @@
    The serial ``time_models`` step (with its per-data-set split between loading and measuring,
    ``results/timing/conditions.json``) and the workflow's wall time (the span of Snakemake's log
    timestamps) are reported beside, not in the job-seconds.
+   Where a training job's time outside ``fit`` goes, by its log's stamps (whole seconds):
+   before its first line and after its last seed's ``trained`` line (start-up, the last seed's
+   evaluation, the exit); each seed from its first line to its ``trained`` line beyond its fit
+   (its MLflow run, building and initialising the model, saving it, samples and density grid,
+   logging); from a seed's ``trained`` line to the next seed's first line (its in-process
+   evaluation), per seed position: a job's first seed pays its process's first calls.
 2. The floor of one process per job: the start-up skeleton every training job runs before its
    work (interpreter, ``runtime.configure`` with TensorFlow's import, TFP and flows_tf, MLflow's
    import and client set-up on a tracking store, ``runtime.exit_now``), timed in fresh
@@ -230,6 +236,69 @@ def _summary_lines(total, run):
     return lines
 
 
+LOG_LINE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] (job|trained) ", re.MULTILINE)
+
+
+def _stamps(log):
+    """``(kind, seconds)`` of a training log's ``job`` and ``trained`` lines, in order."""
+    out, day = [], 0
+    for kind_time in LOG_LINE.finditer(log.read_text()):
+        h, m, sec = (int(v) for v in kind_time.group(1).split(":"))
+        t = day + 3600 * h + 60 * m + sec
+        if out and t < out[-1][1]:  # past midnight
+            day, t = day + 86400, t + 86400
+        out.append((kind_time.group(2), t))
+    return out
+
+
+def log_phases(run):
+    """Seconds outside ``fit`` of the one-process-per-variant training jobs, split by their
+    logs' stamps (see the module docstring); None when no job has a log of one attempt."""
+    phases = {"jobs": 0, "start_end": 0.0, "seed_work": [], "evaluation": []}
+    for tsv, dataset, flow, seeds in _train_jobs(run):
+        log = run / "logs" / "train" / dataset / f"{flow}.log"
+        kinds = _stamps(log) if tsv.parent.name == dataset and log.exists() else []
+        if [k for k, _ in kinds] != ["job", "trained"] * len(seeds):
+            continue  # one seed per job, or a log of several attempts
+        models = run / "results" / "models" / dataset / flow
+        fits = [json.loads((models / s / "train.json").read_text())["train_seconds"] for s in seeds]
+        t = [v for _, v in kinds]
+        phases["jobs"] += 1
+        phases["start_end"] += job_seconds(tsv) - (t[-1] - t[0])
+        for i, fit in enumerate(fits):
+            _add(phases["seed_work"], i, t[2 * i + 1] - t[2 * i] - fit)
+            if i + 1 < len(fits):
+                _add(phases["evaluation"], i, t[2 * i + 2] - t[2 * i + 1])
+    return phases if phases["jobs"] else None
+
+
+def _add(sums, position, seconds):
+    sums.extend([0.0] * (position + 1 - len(sums)))
+    sums[position] += seconds
+
+
+def _phase_lines(phases):
+    if phases is None:
+        return []
+    ordinal = ("first", "second", "third")
+
+    def per_seed(sums):
+        return ", ".join(
+            f"{ordinal[i] if i < 3 else f'#{i + 1}'} seeds {v:,.0f}" for i, v in enumerate(sums)
+        )
+
+    return [
+        "",
+        f"Outside `fit`, by the logs' stamps (whole seconds) of {phases['jobs']} training jobs: "
+        f"{phases['start_end']:,.0f} job-seconds before a job's first line and after its last "
+        f"seed's `trained` line (start-up, the last seed's evaluation, the exit); from a seed's "
+        f"first line to its `trained` line beyond its fit (its MLflow run, building the model, "
+        f"saving, samples and density grid, logging): {per_seed(phases['seed_work'])}; from a "
+        f"seed's `trained` line to the next seed's first line (its in-process evaluation): "
+        f"{per_seed(phases['evaluation'])}.",
+    ]
+
+
 def report(run):
     """The Markdown report of ``run``'s own records (the skeleton is timed apart)."""
     rows = jobs_of(run)
@@ -251,7 +320,9 @@ def report(run):
             f"{t['first_block']:.0f} | {t['outside_fit']:.0f} | {t['evaluate_job']:.0f} | "
             f"{t['fixed']:.0f} ({t['fixed_share']:.0%}) | {t['steps']:,} |"
         )
-    return "\n".join(lines) + "\n", {"totals": total, "models": models}
+    phases = log_phases(run)
+    lines += _phase_lines(phases)
+    return "\n".join(lines) + "\n", {"totals": total, "models": models, "log_phases": phases}
 
 
 def write_job_seconds(path, models):
