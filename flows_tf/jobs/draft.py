@@ -17,7 +17,7 @@ lost); the evaluate step then meets the same error itself, under its own name.
 
 The training job also mirrors the draft into its MLflow run, as the files it will be published
 as (:func:`staged`), and marks it so (:func:`mark_mirrored`): the evaluate step that publishes
-a draft mirrored for its metrics file leaves MLflow alone, and so never imports it (1.5 s of
+a draft mirrored for its metrics file leaves MLflow alone, and so never imports it (1.7 s of
 the step's 1.8). A draft it cannot publish, or one mirrored for another file, it mirrors
 itself.
 """
