@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 
 from runmeta import commit_of, run_meta
 
@@ -253,8 +254,9 @@ def _stamps(log):
 
 def log_phases(run):
     """Seconds outside ``fit`` of the one-process-per-variant training jobs, split by their
-    logs' stamps (see the module docstring); None when no job has a log of one attempt."""
-    phases = {"jobs": 0, "start_end": 0.0, "seed_work": [], "evaluation": []}
+    logs' stamps (see the module docstring), the per-seed sums keyed by seed position; None
+    when no job has a log of one attempt."""
+    phases = {"jobs": 0, "start_end": 0.0, "seed_work": Counter(), "evaluation": Counter()}
     for tsv, dataset, flow, seeds in _train_jobs(run):
         log = run / "logs" / "train" / dataset / f"{flow}.log"
         kinds = _stamps(log) if tsv.parent.name == dataset and log.exists() else []
@@ -266,15 +268,10 @@ def log_phases(run):
         phases["jobs"] += 1
         phases["start_end"] += job_seconds(tsv) - (t[-1] - t[0])
         for i, fit in enumerate(fits):
-            _add(phases["seed_work"], i, t[2 * i + 1] - t[2 * i] - fit)
+            phases["seed_work"][i] += t[2 * i + 1] - t[2 * i] - fit
             if i + 1 < len(fits):
-                _add(phases["evaluation"], i, t[2 * i + 2] - t[2 * i + 1])
+                phases["evaluation"][i] += t[2 * i + 2] - t[2 * i + 1]
     return phases if phases["jobs"] else None
-
-
-def _add(sums, position, seconds):
-    sums.extend([0.0] * (position + 1 - len(sums)))
-    sums[position] += seconds
 
 
 def _phase_lines(phases):
@@ -284,7 +281,8 @@ def _phase_lines(phases):
 
     def per_seed(sums):
         return ", ".join(
-            f"{ordinal[i] if i < 3 else f'#{i + 1}'} seeds {v:,.0f}" for i, v in enumerate(sums)
+            f"{ordinal[i] if i < 3 else f'#{i + 1}'} seeds {v:,.0f}"
+            for i, v in sorted(sums.items())
         )
 
     return [

@@ -24,6 +24,7 @@ itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -52,8 +53,9 @@ _METRICS, _FINGERPRINT, _MIRRORED = "metrics.json", "fingerprint.json", "mirrore
 _SOURCE = Path(__file__).resolve().parents[1]  # the flows_tf package
 
 
+@functools.cache  # the sources a process runs do not change under it
 def _source_hash() -> str:
-    """sha256 over flows_tf's Python sources, in path order."""
+    """sha256 over flows_tf's Python sources, in path order (read once per process)."""
     digest = hashlib.sha256()
     for path in sorted(_SOURCE.rglob("*.py")):
         digest.update(str(path.relative_to(_SOURCE)).encode() + path.read_bytes())

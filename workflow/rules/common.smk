@@ -32,9 +32,7 @@ def get_seed_files(template):
 def get_variant_metrics(wildcards):
     """Where the evaluate step publishes each seed's metrics: its training job mirrors the
     evaluation it makes into MLflow under these names (flows_tf.jobs.draft)."""
-    return expand(
-        paths.METRICS, dataset=wildcards.dataset, flow=wildcards.flow, seed=SEEDS
-    )
+    return [get_metrics_file(job) for job in get_variant(wildcards)]
 
 
 def get_variant(wildcards):
