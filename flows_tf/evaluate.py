@@ -27,7 +27,6 @@ __all__ = [
     "compiled_log_prob",
     "compiled_sampler",
     "density_grid",
-    "few_calls",
     "forward_kl_to_teacher",
     "host",
     "interleaved_times",
@@ -63,26 +62,6 @@ def reuse_traces() -> Iterator[None]:
         yield
     finally:
         _REUSED = previous
-
-
-@contextlib.contextmanager
-def few_calls() -> Iterator[None]:
-    """Inside the block, compiled functions run their graphs as traced, without Grappler.
-
-    Grappler rewrites a graph the first time it runs, which pays off over many calls (training
-    steps, the timed calls of :mod:`flows_tf.timing`) but not over the few of one model's
-    evaluation: the digits IAF's test log-likelihood spends 1.3 of its 2.3 s first call there,
-    a planar K=32 density 0.8 of 1.5 s; later calls run within 15 % of the rewritten graph's
-    speed. The numbers differ by float32 rounding (at most 4e-5 nats per example there).
-    """
-    options = tf.config.optimizer.get_experimental_options()
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options(
-            {"disable_meta_optimizer": options.get("disable_meta_optimizer", False)}
-        )
 
 
 def host(flow: tfd.Distribution, spec: dict) -> tfd.Distribution:

@@ -174,23 +174,6 @@ def test_validation_log_prob_under_xla_matches_graph_mode(make_flow, tol, name):
     assert xla.experimental_get_tracing_count() == 1  # one trace for any batch size
 
 
-@pytest.mark.parametrize("name", ["planar", "iaf"])
-def test_few_calls_runs_the_traced_graph_to_the_same_numbers_and_restores_grappler(
-    make_flow, tol, name
-):
-    flow = make_flow(name, 3, perturb=0.1)
-    x = tf.random.stateless_normal([50, 3], seed=[0, 2], dtype=flow.dtype)
-    rewritten = evaluate.compiled_log_prob(flow)(x).numpy()
-    with evaluate.few_calls():
-        assert tf.config.optimizer.get_experimental_options()["disable_meta_optimizer"]
-        as_traced = evaluate.compiled_log_prob(flow)(x).numpy()
-    assert np.all(np.isfinite(as_traced))
-    np.testing.assert_allclose(as_traced, rewritten, rtol=tol(1e-10, 1e-4), atol=tol(1e-10, 1e-4))
-    with pytest.raises(RuntimeError, match="inside"), evaluate.few_calls():
-        raise RuntimeError("inside")
-    assert not tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer")
-
-
 def test_density_grid_orientation_and_mass():
     flow = _gaussian_flow([1.5, -1.0], [0.5, 0.7])
     xs, ys, logp = evaluate.density_grid(flow, bounds=(-4, 4), n=161)

@@ -208,8 +208,7 @@ def evaluate_model(
     loglik_path = record.per_example_path(metrics_path)
     metrics = _header(job, flow, summary, model_dir, loglik_path.name, threads)
     say(f"evaluating {job.key}")
-    with evaluate.few_calls():
-        found, per_example = _measure(job, flow, data_dir, ev, teacher_dir)
+    found, per_example = _measure(job, flow, data_dir, ev, teacher_dir)
     metrics.update(found)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     record.save_per_example(loglik_path, per_example)
