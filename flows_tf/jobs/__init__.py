@@ -276,22 +276,18 @@ def evaluate_job(job: Job, *, rule: str = "evaluate", **inputs: object) -> dict:
     :func:`mirror_evaluation` under ``rule``, unless the training job mirrored what was
     published (then MLflow is not even imported). ``threads`` may be a
     :func:`~flows_tf.runtime.thread_plan`: it is applied only if TensorFlow has to run."""
-    key, model_dir, metrics_path = (
-        _fingerprint(**inputs),
-        inputs["model_dir"],
-        inputs["metrics_path"],
-    )
-    metrics = draft.publish(model_dir, metrics_path, key)
+    key, metrics_path = _fingerprint(**inputs), inputs["metrics_path"]
+    metrics = draft.publish(inputs["model_dir"], metrics_path, key)
+    mirrored = False
     if metrics is None:
         if inputs.get("threads"):  # TensorFlow starts here, not to publish a draft
             inputs["threads"] = runtime.apply(inputs["threads"])
         metrics = evaluate_model(job, **inputs)
-        mirror_evaluation(metrics_path, rule=rule)
-    elif draft.is_mirrored(model_dir, metrics_path, key):
-        say(f"{job.key}: published the evaluation the training job made (fingerprint {key}) "
-            f"and mirrored into MLflow run {metrics['mlflow_run_id']}")  # fmt: skip
     else:
-        say(f"{job.key}: published the evaluation the training job made (fingerprint {key})")
+        mirrored = draft.is_mirrored(inputs["model_dir"], metrics_path, key)
+        where = f" and mirrored into MLflow run {metrics['mlflow_run_id']}" if mirrored else ""
+        say(f"{job.key}: published the evaluation the training job made (fingerprint {key}){where}")
+    if not mirrored:
         mirror_evaluation(metrics_path, rule=rule)
     say(f"{job.key}: test_loglik {metrics['test_loglik']}, kl_to_target {metrics['kl_to_target']}")
     return metrics
