@@ -117,41 +117,70 @@ def job_seconds(tsv):
         return float(next(csv.DictReader(handle, delimiter="\t"))["s"])
 
 
+def _seeds_of(run, dataset, flow):
+    models = run / "results" / "models" / dataset / flow
+    return sorted(p.parent.name for p in models.glob("seed*/train.json"))
+
+
 def _train_jobs(run):
-    """``(tsv, dataset, flow, seed folders)`` of every training job of ``run``: one job per
-    variant (``train/{dataset}/{flow}.tsv``), or per seed in runs before that
+    """``(tsv, dataset, [(flow, seed folders), ...], log)`` of every training job of ``run``:
+    one job per data set for its grouped flows (``train/{dataset}.tsv``, ``train_jobs:
+    per_dataset``: the flows under ``results/models/{dataset}`` without a job of their own), one
+    per variant (``train/{dataset}/{flow}.tsv``), or one per seed in runs before that
     (``train/{dataset}/{flow}/seed{seed}.tsv``)."""
-    root = run / "benchmarks" / "train"
-    for tsv in sorted(root.glob("*/*.tsv")):
-        dataset, flow = tsv.parts[-2], tsv.stem
-        models = run / "results" / "models" / dataset / flow
-        yield tsv, dataset, flow, sorted(p.parent.name for p in models.glob("seed*/train.json"))
+    root, logs = run / "benchmarks" / "train", run / "logs" / "train"
+    alone = {(tsv.parts[-2], tsv.stem) for tsv in root.glob("*/*.tsv")}
+    for tsv in sorted(root.glob("*.tsv")):
+        dataset = tsv.stem
+        flows = sorted(p.name for p in (run / "results" / "models" / dataset).iterdir())
+        variants = [(f, _seeds_of(run, dataset, f)) for f in flows if (dataset, f) not in alone]
+        yield tsv, dataset, variants, logs / f"{dataset}.log"
+    for dataset, flow in sorted(alone):
+        tsv = root / dataset / f"{flow}.tsv"
+        yield tsv, dataset, [(flow, _seeds_of(run, dataset, flow))], logs / dataset / f"{flow}.log"
     for tsv in sorted(root.glob("*/*/seed*.tsv")):
-        yield tsv, tsv.parts[-3], tsv.parts[-2], [tsv.stem]
+        yield tsv, tsv.parts[-3], [(tsv.parts[-2], [tsv.stem])], None
+
+
+def _evaluate_files(run, dataset, flow, seeds):
+    """The evaluate step's benchmark files of a variant: one per variant, or per seed."""
+    per_variant = run / "benchmarks" / "evaluate" / dataset / f"{flow}.tsv"
+    if per_variant.exists():
+        return [per_variant]
+    return [run / "benchmarks" / "evaluate" / dataset / flow / f"{s}.tsv" for s in seeds]
 
 
 def jobs_of(run):
-    """One dict per training job (a variant's seeds, or one seed): its model, its train and its
-    seeds' evaluate job seconds, and their ``train.json`` fit, first blocks and steps."""
+    """One dict per training job (one or more variants' seeds, or one seed): its name, its
+    train and its models' evaluate job seconds, and their ``train.json`` fit, first blocks and
+    steps; ``variants``: each variant's fit seconds."""
     rows = []
-    for tsv, dataset, flow, seeds in _train_jobs(run):
-        models = run / "results" / "models" / dataset / flow
-        summaries = [json.loads((models / seed / "train.json").read_text()) for seed in seeds]
-        evaluates = [run / "benchmarks" / "evaluate" / dataset / f"{flow}.tsv"]  # per variant
-        if not evaluates[0].exists():  # per seed
-            evaluates = [
-                run / "benchmarks" / "evaluate" / dataset / flow / f"{s}.tsv" for s in seeds
-            ]
-        if not seeds or not all(e.exists() for e in evaluates):
-            sys.exit(f"{tsv}: a model or its evaluate step is missing: the run did not finish")
+    for tsv, dataset, variants, _ in _train_jobs(run):
+        summaries, evaluates, fits = [], [], {}
+        for flow, seeds in variants:
+            models = run / "results" / "models" / dataset / flow
+            mine = [json.loads((models / seed / "train.json").read_text()) for seed in seeds]
+            summaries += mine
+            fits[f"{dataset}/{flow}"] = sum(float(s["train_seconds"]) for s in mine)
+            evaluates += _evaluate_files(run, dataset, flow, seeds)
+            if not seeds:
+                sys.exit(f"{tsv}: no model of {dataset}/{flow}: the run did not finish")
+        if not all(e.exists() for e in evaluates):
+            sys.exit(f"{tsv}: an evaluate step is missing: the run did not finish")
+        name = (
+            f"{dataset}/{variants[0][0]}"
+            if len(variants) == 1
+            else f"{dataset} ({len(variants)} flows)"
+        )
         rows.append(
             {
-                "model": f"{dataset}/{flow}",
-                "models": len(seeds),
+                "model": name,
+                "variants": fits,
+                "models": len(summaries),
                 "evaluate_jobs": len(evaluates),
                 "train_job": job_seconds(tsv),
                 "evaluate_job": sum(job_seconds(e) for e in evaluates),
-                "fit": sum(float(s["train_seconds"]) for s in summaries),
+                "fit": sum(fits.values()),
                 "first_block": sum(float(s.get("first_call_seconds") or 0.0) for s in summaries),
                 "steps": sum(int(s["steps"]) for s in summaries),
             }
@@ -237,40 +266,45 @@ def _summary_lines(total, run):
     return lines
 
 
-LOG_LINE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] (job|trained) ", re.MULTILINE)
+LOG_LINE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] (job|trained) ([^\s:]+)", re.MULTILINE)
 
 
 def _stamps(log):
-    """``(kind, seconds)`` of a training log's ``job`` and ``trained`` lines, in order."""
+    """``(kind, seconds, job key)`` of a training log's ``job`` and ``trained`` lines, in
+    order."""
     out, day = [], 0
-    for kind_time in LOG_LINE.finditer(log.read_text()):
-        h, m, sec = (int(v) for v in kind_time.group(1).split(":"))
+    for line in LOG_LINE.finditer(log.read_text()):
+        h, m, sec = (int(v) for v in line.group(1).split(":"))
         t = day + 3600 * h + 60 * m + sec
         if out and t < out[-1][1]:  # past midnight
             day, t = day + 86400, t + 86400
-        out.append((kind_time.group(2), t))
+        out.append((line.group(2), t, line.group(3)))
     return out
 
 
 def log_phases(run):
-    """Seconds outside ``fit`` of the one-process-per-variant training jobs, split by their
-    logs' stamps (see the module docstring), the per-seed sums keyed by seed position; None
-    when no job has a log of one attempt."""
+    """Seconds outside ``fit`` of the training jobs that trained several seeds in one process,
+    split by their logs' stamps (see the module docstring), the per-seed sums keyed by the
+    seed's position in its variant; None when no job has a log of one attempt."""
     phases = {"jobs": 0, "start_end": 0.0, "seed_work": Counter(), "evaluation": Counter()}
-    for tsv, dataset, flow, seeds in _train_jobs(run):
-        log = run / "logs" / "train" / dataset / f"{flow}.log"
-        kinds = _stamps(log) if tsv.parent.name == dataset and log.exists() else []
-        if [k for k, _ in kinds] != ["job", "trained"] * len(seeds):
+    for tsv, _, variants, log in _train_jobs(run):
+        n_models = sum(len(seeds) for _, seeds in variants)
+        stamps = _stamps(log) if log is not None and log.exists() else []
+        if [k for k, _, _ in stamps] != ["job", "trained"] * n_models or n_models < 2:
             continue  # one seed per job, or a log of several attempts
-        models = run / "results" / "models" / dataset / flow
-        fits = [json.loads((models / s / "train.json").read_text())["train_seconds"] for s in seeds]
-        t = [v for _, v in kinds]
+        t = [v for _, v, _ in stamps]
         phases["jobs"] += 1
         phases["start_end"] += job_seconds(tsv) - (t[-1] - t[0])
-        for i, fit in enumerate(fits):
-            phases["seed_work"][i] += t[2 * i + 1] - t[2 * i] - fit
-            if i + 1 < len(fits):
-                phases["evaluation"][i] += t[2 * i + 2] - t[2 * i + 1]
+        position = Counter()
+        for i in range(n_models):
+            dataset_flow_seed = stamps[2 * i][2].split("/")[:3]
+            model = run / "results" / "models" / "/".join(dataset_flow_seed) / "train.json"
+            k = position[dataset_flow_seed[1]]
+            position[dataset_flow_seed[1]] += 1
+            fit = json.loads(model.read_text())["train_seconds"]
+            phases["seed_work"][k] += t[2 * i + 1] - t[2 * i] - fit
+            if i + 1 < n_models:
+                phases["evaluation"][k] += t[2 * i + 2] - t[2 * i + 1]
     return phases if phases["jobs"] else None
 
 
@@ -293,7 +327,8 @@ def _phase_lines(phases):
         f"first line to its `trained` line beyond its fit (its MLflow run, building the model, "
         f"saving, samples and density grid, logging): {per_seed(phases['seed_work'])}; from a "
         f"seed's `trained` line to the next seed's first line (its in-process evaluation): "
-        f"{per_seed(phases['evaluation'])}.",
+        f"{per_seed(phases['evaluation'])}. Seeds by their position in their variant: a "
+        f"variant's first seed pays its first calls, a job's first seed its process's too.",
     ]
 
 
@@ -306,9 +341,10 @@ def report(run):
         "",
         *_summary_lines(total, run),
         "",
-        "Per model (its seeds together), seconds; `fixed` = outside `fit` + evaluate steps:",
+        "Per training job (its variants' seeds together), seconds; `fixed` = outside `fit` + "
+        "evaluate steps:",
         "",
-        "| model | train jobs | job-s | fit | first blocks | outside fit | evaluate | fixed "
+        "| job | train jobs | job-s | fit | first blocks | outside fit | evaluate | fixed "
         "| steps |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -320,16 +356,26 @@ def report(run):
         )
     phases = log_phases(run)
     lines += _phase_lines(phases)
-    return "\n".join(lines) + "\n", {"totals": total, "models": models, "log_phases": phases}
+    data = {"totals": total, "models": models, "log_phases": phases}
+    return "\n".join(lines) + "\n", data | {"variant_seconds": variant_seconds(rows)}
 
 
-def write_job_seconds(path, models):
-    """``dataset``, ``flow``, ``seconds`` (its training jobs' wall seconds), longest first, of
-    :func:`by_model`'s ``models``."""
+def variant_seconds(rows):
+    """``{"dataset/flow": seconds}``: each variant's fit, plus an equal share of its training
+    job's seconds outside ``fit`` among the job's variants."""
+    out = {}
+    for row in rows:
+        outside = (row["train_job"] - row["fit"]) / len(row["variants"])
+        out |= {name: fit + outside for name, fit in row["variants"].items()}
+    return out
+
+
+def write_job_seconds(path, seconds):
+    """``dataset``, ``flow``, ``seconds`` (:func:`variant_seconds`), longest first."""
     lines = ["dataset\tflow\tseconds"]
-    for row in sorted(models, key=lambda r: -r["train_job"]):
-        dataset, flow = row["model"].split("/")
-        lines.append(f"{dataset}\t{flow}\t{row['train_job']:.1f}")
+    for name, value in sorted(seconds.items(), key=lambda item: -item[1]):
+        dataset, flow = name.split("/")
+        lines.append(f"{dataset}\t{flow}\t{value:.1f}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -395,7 +441,7 @@ def main(argv=None):
     data["floor"] = low
     print(text)
     if args.job_seconds:
-        write_job_seconds(args.job_seconds, data["models"])
+        write_job_seconds(args.job_seconds, data["variant_seconds"])
     if args.out:
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")

@@ -36,6 +36,7 @@ __all__ = [
     "data_datasets",
     "dataset_kind",
     "flow_variant",
+    "grouped_flows",
     "jobs",
     "make_job",
     "on_data",
@@ -178,6 +179,23 @@ def make_job(config: dict, dataset: str, flow: str, seed: int) -> Job:
 def teacher_job(config: dict, job: Job) -> Job:
     """The maximum-likelihood job whose trained flow the student distills."""
     return make_job(config, job.dataset, job.teacher, job.seed)
+
+
+def grouped_flows(config: dict, objective: str) -> list[str]:
+    """The flows of section ``objective`` (mle or vi) that one training job per data set trains
+    one after another in one process, in config order: with ``train_jobs: per_dataset``, all but
+    the distillation teacher, which trains alone so that its students (alone too) start as soon
+    as it is done; none with ``per_variant`` (the default: one job per data set and flow).
+
+    >>> grouped_flows({"train_jobs": "per_dataset", "mle": {"flows": ["gaussian", "maf", "nsf"]},
+    ...                "distill": {"teacher": "maf"}}, "mle")
+    ['gaussian', 'nsf']
+    """
+    if config.get("train_jobs", "per_variant") != "per_dataset":
+        return []
+    teacher = config["distill"].get("teacher", "maf") if config.get("distill") else None
+    flows = (config.get(objective) or {}).get("flows", [])
+    return [f for f in flows if objective != "mle" or f != teacher]
 
 
 def data_datasets(config: dict) -> list[str]:

@@ -219,6 +219,26 @@ def test_a_failing_seed_stops_neither_the_next_nor_the_error(workdir, monkeypatc
     assert (dirs[1] / "train.json").is_file() and not dirs[0].exists()
 
 
+def test_variants_of_a_data_set_train_in_one_process_as_their_own_jobs(
+    vi_job, workdir, monkeypatch
+):
+    job, (alone_dir, _, _, _) = vi_job  # u2/planar seed 0, a job of its own
+    variants = [[experiment.make_job(CONFIG, "u2", f, 0)] for f in ("gaussian", "planar")]
+    dirs = [[workdir / "together" / f / "seed0"] for f in ("gaussian", "planar")]
+    train_variant = jobs.train_variant
+
+    def first_fails(variant, **kwargs):
+        if variant[0].flow == "gaussian":
+            raise ValueError("the gaussian variant is broken")
+        return train_variant(variant, **kwargs)
+
+    monkeypatch.setattr(jobs, "train_variant", first_fails)
+    with pytest.raises(RuntimeError, match=r"1 of 2 variants failed: u2/gaussian: .*broken"):
+        jobs.train_variants(variants, data_dir=None, model_dirs=dirs, teacher_dirs=[[None]] * 2,
+                            experiment=CONFIG["experiment"], evaluation=EVALUATION)  # fmt: skip
+    _same_files(dirs[1][0], alone_dir)  # the next variant trained, to the weights of its own job
+
+
 def _evaluate_again(job, root, **changes):
     """evaluate_job on the model of ``_run`` into a new metrics file, with changed settings."""
     data_dir = None if job.objective == "vi" else root / "data" / job.dataset

@@ -15,8 +15,9 @@ the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit
   (else it evaluates afresh and mirrors that).
 - :mod:`.record` reads and writes the files; :mod:`.logs` sends a job's output to its log.
 - Here: :func:`train_job` and :func:`evaluate_job`, as the CLI runs them, and
-  :func:`train_variant` and :func:`evaluate_variant`, a variant's seeds in one process, as the
-  Snakemake rules do.
+  :func:`train_variant` and :func:`evaluate_variant`, a variant's seeds in one process, and
+  :func:`train_variants`, several variants of one data set in one process, as the Snakemake
+  rules do.
 
 The record of a job (``model_dir = results/models/{dataset}/{flow}/seed{seed}``):
 ``train.json`` (summary), ``history.csv`` (step, epoch, train_loss, val_loglik),
@@ -82,24 +83,46 @@ __all__ = [
     "train_job",
     "train_model",
     "train_variant",
+    "train_variants",
     "variant_arguments",
+    "variants_arguments",
 ]
 
 
-def variant_arguments(sm: Any) -> dict:
-    """What a Snakemake train or evaluate rule (one job per dataset and flow) hands to
-    :func:`train_variant` / :func:`evaluate_variant`: the seeds' jobs, model folders and
-    teachers in the order of its files (``params.seeds``)."""
-    w, seeds = sm.wildcards, [int(s) for s in sm.params.seeds]
+def variants_arguments(sm: Any) -> dict:
+    """What a Snakemake train or evaluate rule hands to :func:`train_variants`: the jobs of its
+    variants (``params.flows`` on data set ``{dataset}``, each with every seed of
+    ``params.seeds``), their model folders and teachers, variant by variant in the order of its
+    files (flow, then seed)."""
+    seeds, flows = [int(s) for s in sm.params.seeds], list(sm.params.flows)
     models = sm.output.model if "model" in sm.output.keys() else sm.input.model
-    teachers = list(sm.input.teacher) if "teacher" in sm.input.keys() else [None] * len(seeds)
+    teachers = list(sm.input.teacher) if "teacher" in sm.input.keys() else [None] * len(models)
+    if len(models) != len(flows) * len(seeds):
+        raise ValueError(f"{len(models)} model files for flows {flows} x seeds {seeds}")
+
+    def by_variant(items: Sequence) -> list[list]:
+        return [list(items[i : i + len(seeds)]) for i in range(0, len(items), len(seeds))]
+
+    dataset = sm.wildcards.dataset
     return {
-        "variant": [_experiment.make_job(sm.config, w.dataset, w.flow, s) for s in seeds],
+        "variants": [
+            [_experiment.make_job(sm.config, dataset, f, s) for s in seeds] for f in flows
+        ],
         "data_dir": Path(sm.input.meta).parent if "meta" in sm.input.keys() else None,
-        "model_dirs": [Path(f).parent for f in models],
-        "teacher_dirs": [None if t is None else Path(t).parent for t in teachers],
+        "model_dirs": by_variant([Path(f).parent for f in models]),
+        "teacher_dirs": by_variant([None if t is None else Path(t).parent for t in teachers]),
         "rule": sm.rule,
     }
+
+
+def variant_arguments(sm: Any) -> dict:
+    """:func:`variants_arguments` of a rule with one variant, as :func:`train_variant` and
+    :func:`evaluate_variant` take them."""
+    args = variants_arguments(sm)
+    ((variant,), (model_dirs,), (teacher_dirs,)) = (
+        args.pop("variants"), args.pop("model_dirs"), args.pop("teacher_dirs")
+    )  # fmt: skip
+    return args | {"variant": variant, "model_dirs": model_dirs, "teacher_dirs": teacher_dirs}
 
 
 def train_job(
@@ -191,19 +214,25 @@ def _draft_evaluation(
     draft.mark_mirrored(model_dir, metrics_path, key)
 
 
-def _each_seed(work: Callable[..., dict], variant: Sequence[Job], *per_seed: Sequence) -> list:
-    """``work(job, *its items of per_seed)`` for each seed of a variant, in order. A seed that
-    fails does not stop the next ones; the call then raises ``RuntimeError`` naming them."""
+def _each(work: Callable[..., Any], what: str, names: Sequence[str], *items: Sequence) -> list:
+    """``work(*its items)`` for each of ``names`` (the ``what``: seeds or variants), in order.
+    One that fails does not stop the next ones; the call then raises ``RuntimeError`` naming
+    them."""
     done, failed = [], []
-    for job, *items in zip(variant, *per_seed, strict=True):
+    for name, *args in zip(names, *items, strict=True):
         try:
-            done.append(work(job, *items))
-        except Exception as err:  # noqa: BLE001  (the other seeds still run)
-            say(f"{job.key} failed:\n{traceback.format_exc()}")
-            failed.append(f"{job.key}: {err!r}")
+            done.append(work(*args))
+        except Exception as err:  # noqa: BLE001  (the others still run)
+            say(f"{name} failed:\n{traceback.format_exc()}")
+            failed.append(f"{name}: {err!r}")
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(variant)} seeds failed: " + "; ".join(failed))
+        raise RuntimeError(f"{len(failed)} of {len(names)} {what} failed: " + "; ".join(failed))
     return done
+
+
+def _each_seed(work: Callable[..., dict], variant: Sequence[Job], *per_seed: Sequence) -> list:
+    """:func:`_each` seed of a variant: ``work(job, *its items of per_seed)``."""
+    return _each(work, "seeds", [job.key for job in variant], variant, *per_seed)
 
 
 def train_variant(
@@ -241,6 +270,30 @@ def train_variant(
     metrics_paths = metrics_paths or [None] * len(variant)
     with evaluate.reuse_traces():  # samples, density grid and evaluation traced once too
         return _each_seed(train_seed, variant, model_dirs, teacher_dirs, metrics_paths)
+
+
+def train_variants(
+    variants: Sequence[Sequence[Job]],
+    *,
+    model_dirs: Sequence[Sequence[str | Path]],
+    teacher_dirs: Sequence[Sequence[str | Path | None]],
+    metrics_paths: Sequence[Sequence[str | Path | None]] | None = None,
+    **common: Any,
+) -> list[list[dict]]:
+    """:func:`train_variant` for each of several variants of one data set, one after another in
+    one process: one start of TensorFlow and MLflow for all of them, each variant with its own
+    compiled steps and traces (``common``: the other arguments). The per-variant arguments are
+    lists by variant, as :func:`variants_arguments` gives them. A variant that fails does not
+    stop the next ones; the call then raises ``RuntimeError`` naming it, and a rerun resumes
+    each seed from its checkpoints (a finished one reloads)."""
+    metrics_paths = metrics_paths or [None] * len(variants)
+
+    def train_one(variant: Sequence[Job], dirs: Sequence, teachers: Sequence, metrics: Any) -> list:
+        return train_variant(variant, model_dirs=dirs, teacher_dirs=teachers,
+                             metrics_paths=metrics, **common)  # fmt: skip
+
+    names = [f"{v[0].dataset}/{v[0].flow}" for v in variants]
+    return _each(train_one, "variants", names, variants, model_dirs, teacher_dirs, metrics_paths)
 
 
 def evaluate_variant(

@@ -13,6 +13,7 @@ from flows_tf import experiment, schedule
 TRAIN_OUTPUT = re.compile(r"results/models/([^/\s,]+)/([^/\s,]+)/seed(\d+)/train\.json")
 SCHEMA = "workflow/schemas/config.schema.yaml"
 PROFILE = ("--workflow-profile", "workflow/profiles/default")
+TRAIN_RULES = r"train(_data|_targets)?"  # one job per variant; per data set (train_jobs)
 
 
 def _planned(output: str, rule: str) -> set[str]:
@@ -36,7 +37,8 @@ def test_dry_run_lists_every_job_of_the_grid(project, configfile):
     config = yaml.safe_load((project / configfile).read_text())
     jobs = experiment.jobs(config)
     proc = run_snakemake(project, "-n", "--cores", "8", "--configfile", configfile, *PROFILE)
-    trained = {m.groups() for m in TRAIN_OUTPUT.finditer(" ".join(_outputs(proc.stdout, "train")))}
+    outputs = " ".join(_outputs(proc.stdout, TRAIN_RULES))
+    trained = {m.groups() for m in TRAIN_OUTPUT.finditer(outputs)}
     assert trained == {(j.dataset, j.flow, str(j.seed)) for j in jobs}
     outputs = ", ".join(_outputs(proc.stdout, "evaluate")).split(", ")
     evaluated = {path for path in outputs if path.endswith(".json")}
@@ -62,26 +64,46 @@ def test_student_trains_after_its_teacher(project):
     assert "results/models/eight_gaussians/maf/seed0/train.json" in block.split("output:")[0]
 
 
-def test_a_variants_seeds_train_in_one_job_longest_first_and_distillation_chains_first(project):
-    proc = run_snakemake(project, "-n", "--cores", "2", *PROFILE)  # the default config
-    priority = {}
-    for block in proc.stdout.split("\n\n"):
-        if re.search(r"^rule train:", block, re.M):
+def _train_jobs(output: str) -> dict[tuple[str, str, tuple[str, ...]], int]:
+    """``{(rule, dataset, flows): priority}`` of the planned training jobs of a dry run; each
+    job trains every seed of its flows, on one data set, with one thread."""
+    jobs = {}
+    for block in output.split("\n\n"):
+        rule = re.search(rf"^rule ({TRAIN_RULES}):", block, re.M)
+        if rule:
             line = re.search(r"^\s+output: (.+)$", block, re.M).group(1)
             outputs = {m.groups() for m in TRAIN_OUTPUT.finditer(line)}
-            (variant,) = {(d, f) for d, f, _ in outputs}  # one variant per job ...
-            assert {s for *_, s in outputs} == {"0", "1", "2"}  # ... with all its seeds
-            priority[variant] = int(re.search(r"^\s+priority: (\d+)$", block, re.M).group(1))
+            (dataset,) = {d for d, _, _ in outputs}
+            flows = tuple(dict.fromkeys(f for _, f, _ in sorted(outputs)))
+            assert {(f, s) for _, f, s in outputs} == {(f, s) for f in flows for s in "012"}
             assert not re.search(r"^\s+threads:", block, re.M)  # listed only when above 1
-    assert len(priority) == 32
-    chains = {(d, f) for d in ("eight_gaussians", "digits") for f in ("maf", "iaf_student")}
-    rest = set(priority) - chains
-    assert min(priority[v] for v in chains) > max(priority[v] for v in rest)
-    # the others longest first, by the committed seconds of a default run
+            priority = int(re.search(r"^\s+priority: (\d+)$", block, re.M).group(1))
+            jobs[(rule.group(1), dataset, flows)] = priority
+    return jobs
+
+
+def test_one_training_job_per_data_set_longest_first_and_distillation_chains_first(project):
+    config = yaml.safe_load((project / "config/config.yaml").read_text())
+    proc = run_snakemake(project, "-n", "--cores", "2", *PROFILE)  # the default config
+    jobs = _train_jobs(proc.stdout)
+    mle, vi = config["mle"], config["vi"]
+    chains = [(d, f) for d in config["distill"]["datasets"] for f in ("maf", "iaf_student")]
+    groups = {
+        ("train_data", d, tuple(sorted(set(mle["flows"]) - {"maf"}))) for d in mle["datasets"]
+    }
+    groups |= {("train_targets", d, tuple(sorted(vi["flows"]))) for d in vi["datasets"]}
+    assert set(jobs) == {("train", d, (f,)) for d, f in chains} | groups  # 10 jobs, not 32
+    # longest first: a job's priority is its variants' seconds in a default run (a teacher's
+    # with its student's), so the eight_gaussians distillation chain starts first
     seconds = schedule.read_job_seconds(project / schedule.JOB_SECONDS)
-    assert rest <= set(seconds)
-    by_seconds = sorted(rest, key=lambda v: -seconds[v])
-    assert [priority[v] for v in by_seconds] == sorted(priority[v] for v in rest)[::-1]
+    variants = [(j.dataset, j.flow, j.teacher) for j in experiment.jobs(config)]
+    expected = schedule.train_priorities(variants, seconds)
+    for (_, dataset, flows), priority in jobs.items():
+        assert priority == sum(expected[(dataset, f)] for f in flows)
+    assert max(jobs, key=jobs.get) == ("train", "eight_gaussians", ("maf",))
+    for dataset in config["distill"]["datasets"]:
+        teacher, student = (jobs[("train", dataset, (f,))] for f in ("maf", "iaf_student"))
+        assert teacher > student
 
 
 def _bad_config(project, tmp_path, edit):

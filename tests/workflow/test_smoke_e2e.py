@@ -101,7 +101,10 @@ def test_smoke_end_to_end(project, tmp_path):
     # TensorFlow's thread pools follow the rule's threads (set with --set-threads above)
     assert metrics["train_threads"]["threads"] == metrics["threads"]["threads"] == 1
     assert (project / "results/models/eight_gaussians/maf/seed0/density_grid.npz").is_file()
-    assert (project / "benchmarks/train/eight_gaussians/maf.tsv").is_file()  # a job per variant
+    # train_jobs: per_dataset: the teacher and the student alone, the other flows in one job
+    assert (project / "benchmarks/train/eight_gaussians/maf.tsv").is_file()
+    assert (project / "benchmarks/train/eight_gaussians.tsv").is_file()
+    assert not (project / "benchmarks/train/eight_gaussians/gaussian.tsv").exists()
 
     # a second invocation has nothing to do
     again = run_snakemake(project, *RUN, "-n", env=env)
@@ -114,14 +117,16 @@ def test_smoke_end_to_end(project, tmp_path):
     plan = run_snakemake(project, *RUN, "-n", env=env).stdout
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", plan[plan.index("Job stats") :], re.M))
     assert stats["evaluate"] == "1" and stats["build_tables"] == "1"
-    assert not {"train", "prepare_data", "mlflow_init"} & set(stats)
+    assert not {"train", "train_data", "prepare_data", "mlflow_init"} & set(stats)
     assert "output: results/metrics/eight_gaussians/gaussian/seed0.json" in plan
 
     report = run_snakemake(project, *RUN, "--report", "report.html", env=env)
     assert (project / "report.html").stat().st_size > 0, report.stdout[-2000:]
 
-    # rerunning a training job supersedes its run; tables still hold one row per job
+    # rerunning a training job (here eight_gaussians' grouped flows) supersedes its runs; tables
+    # still hold one row per model
     old = table.set_index("flow").loc["gaussian", "mlflow_run_id"]
+    grouped = set(config["mle"]["flows"]) - {config["distill"]["teacher"]}
     run_snakemake(
         project,
         *RUN,
@@ -147,7 +152,7 @@ def test_smoke_end_to_end(project, tmp_path):
         for r in runs
         if "flowbench.superseded_by" in r.data.tags
     }
-    assert superseded == {old: new}
+    assert superseded[old] == new and len(superseded) == len(grouped)
     assert "Nothing to be done" in run_snakemake(project, *RUN, "-n", env=env).stdout
 
     # `./flowbench figures` redraws every table and figure from the recorded runs, training nothing

@@ -29,15 +29,55 @@ def get_seed_files(template):
     return expand(template, seed=SEEDS, allow_missing=True)
 
 
+# train_jobs: per_dataset: one training job per data set for the flows of its section (mle or vi)
+# that train together (flows_tf.experiment.grouped_flows); the others, one job per variant
+GROUPED = {o: experiment.grouped_flows(config, o) for o in ("mle", "vi")}
+VI_DATASETS = set((config.get("vi") or {}).get("datasets", []))
+ALONE = [(j.dataset, j.flow) for j in JOBS if j.flow not in GROUPED.get(j.objective, [])]
+
+
+def alternatives_or_none(names):
+    """A wildcard constraint for exactly ``names``; one that matches nothing when empty."""
+    return _alternatives(names) if names else "(?!)"
+
+
+def get_flows(wildcards):
+    """The flows a training (or evaluate) job of these wildcards trains, in the order of its
+    files: its ``{flow}``, or the grouped flows of the section of its ``{dataset}``."""
+    if "flow" in wildcards.keys():
+        return [wildcards.flow]
+    return GROUPED["vi" if wildcards.dataset in VI_DATASETS else "mle"]
+
+
+def get_group_files(template, flows):
+    """A per-seed path template for every flow of ``flows`` and seed, flow by flow, with
+    {dataset} left as a wildcard."""
+    return [
+        path
+        for f in flows
+        for path in expand(template, flow=f, seed=SEEDS, allow_missing=True)
+    ]
+
+
 def get_variant_metrics(wildcards):
-    """Where the evaluate step publishes each seed's metrics: its training job mirrors the
-    evaluation it makes into MLflow under these names (flows_tf.jobs.draft)."""
-    return [get_metrics_file(job) for job in get_variant(wildcards)]
+    """Where the evaluate step publishes each seed's metrics, variant by variant: its training
+    job mirrors the evaluation it makes into MLflow under these names (flows_tf.jobs.draft).
+    """
+    return [[get_metrics_file(job) for job in v] for v in get_variants(wildcards)]
+
+
+def get_variants(wildcards):
+    """The experiment.Job of every seed of each variant a job of these wildcards trains."""
+    return [_variant(wildcards.dataset, f) for f in get_flows(wildcards)]
 
 
 def get_variant(wildcards):
     """The experiment.Job of every seed of a (dataset, flow) wildcard pair."""
-    keys = [(wildcards.dataset, wildcards.flow, s) for s in SEEDS]
+    return _variant(wildcards.dataset, wildcards.flow)
+
+
+def _variant(dataset, flow):
+    keys = [(dataset, flow, s) for s in SEEDS]
     if keys[0] not in JOB_BY_KEY:
         raise ValueError(f"no variant {keys[0][:2]} in the config grid")
     return [JOB_BY_KEY[k] for k in keys]
@@ -53,31 +93,33 @@ def get_split_files(dataset, splits):
     }
 
 
-def get_variant_inputs(variant, splits):
+def get_variant_inputs(variants, splits):
     """MLflow init, the data set's ``splits`` (mle/distill) and, for a student, its teachers'
-    models, seed by seed."""
+    models, seed by seed (``variants``: the seeds' jobs of each variant of one data set).
+    """
     inputs = {"mlflow": ancient(MLFLOW_INIT)}
-    if variant[0].on_data:
-        inputs |= get_split_files(variant[0].dataset, splits)
-    if variant[0].teacher is not None:
-        inputs["teacher"] = [
-            get_model_file(experiment.teacher_job(config, j)) for j in variant
-        ]
+    if variants[0][0].on_data:
+        inputs |= get_split_files(variants[0][0].dataset, splits)
+    teachers = [
+        experiment.teacher_job(config, j) for v in variants for j in v if j.teacher
+    ]
+    if teachers:
+        inputs["teacher"] = [get_model_file(j) for j in teachers]
     return inputs
 
 
 def get_train_inputs(wildcards):
-    """What a variant's training job reads: the test split too, because each model is
-    evaluated in the job once saved (the evaluate step publishes that evaluation if nothing it
-    read has changed: flows_tf.jobs.draft)."""
-    return get_variant_inputs(get_variant(wildcards), ("train", "val", "test"))
+    """What a training job reads: the test split too, because each model is evaluated in the
+    job once saved (the evaluate step publishes that evaluation if nothing it read has
+    changed: flows_tf.jobs.draft)."""
+    return get_variant_inputs(get_variants(wildcards), ("train", "val", "test"))
 
 
 def get_evaluate_inputs(wildcards):
     """The trained models (seed by seed), the test split and the teachers."""
     variant = get_variant(wildcards)
     models = [get_model_file(j) for j in variant]
-    return {"model": models, **get_variant_inputs(variant, ("test",))}
+    return {"model": models, **get_variant_inputs([variant], ("test",))}
 
 
 def get_model_file(job):
@@ -90,8 +132,10 @@ def get_metrics_file(job):
 
 def get_config_hash(wildcards):
     """A param, so that changing a variant's settings reruns exactly its jobs (the hash of its
-    seeds' hashes)."""
-    return experiment.stable_hash([j.config_hash for j in get_variant(wildcards)])
+    variants' seeds' hashes)."""
+    return experiment.stable_hash(
+        [j.config_hash for v in get_variants(wildcards) for j in v]
+    )
 
 
 def get_dataset_options(wildcards):
@@ -167,14 +211,15 @@ TRAIN_PRIORITIES = schedule.train_priorities(
 
 
 def get_train_priority(wildcards):
-    return TRAIN_PRIORITIES[(wildcards.dataset, wildcards.flow)]
+    """A job's variants' priorities together."""
+    return sum(TRAIN_PRIORITIES[(wildcards.dataset, f)] for f in get_flows(wildcards))
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes: generous for the cluster (per seed), grows on retries."""
-    job = get_variant(wildcards)[0]
-    base = 60 if job.objective == "mle" else 30
-    return base * len(SEEDS) * attempt
+    """Minutes: generous for the cluster (per seed of each variant), grows on retries."""
+    variants = get_variants(wildcards)
+    base = 60 if variants[0][0].objective == "mle" else 30
+    return base * len(SEEDS) * len(variants) * attempt
 
 
 def get_mem_mb(wildcards, attempt):

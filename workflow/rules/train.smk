@@ -20,7 +20,8 @@ rule mlflow_init:
 
 # One job per (dataset, flow): its seeds train one after another in one process, each into its
 # own folder and MLflow run, sharing TensorFlow's start, the data and the compiled training steps
-# (flows_tf.jobs.train_variant); the same weights as one job per seed.
+# (flows_tf.jobs.train_variant); the same weights as one job per seed. With train_jobs:
+# per_dataset, only the distillation teacher and students (ALONE).
 rule train:
     input:
         unpack(get_train_inputs),
@@ -32,6 +33,9 @@ rule train:
         "logs/train/{dataset}/{flow}.log",
     benchmark:
         "benchmarks/train/{dataset}/{flow}.tsv"
+    wildcard_constraints:
+        dataset=alternatives_or_none({d for d, _ in ALONE}),
+        flow=alternatives_or_none({f for _, f in ALONE}),
     priority: get_train_priority
     conda:
         "../envs/flowbench.yaml"
@@ -44,10 +48,50 @@ rule train:
     params:
         experiment=config["experiment"],
         config_hash=get_config_hash,
+        flows=get_flows,
         seeds=SEEDS,
         metrics=get_variant_metrics,
     script:
         "../scripts/train.py"
+
+
+# train_jobs: per_dataset: one job per data set for the grouped flows of its section, variant
+# after variant in one process (flows_tf.jobs.train_variants): one start of TensorFlow and
+# MLflow instead of one per flow (README, "How long it takes").
+for section, rule_name in (("mle", "train_data"), ("vi", "train_targets")):
+    if not GROUPED[section]:
+        continue
+
+    rule:
+        name:
+            rule_name
+        input:
+            unpack(get_train_inputs),
+        output:
+            model=get_group_files(paths.MODEL_FILE, GROUPED[section]),
+            history=get_group_files(paths.HISTORY, GROUPED[section]),
+            samples=get_group_files(paths.SAMPLES, GROUPED[section]),
+        log:
+            "logs/train/{dataset}.log",
+        benchmark:
+            "benchmarks/train/{dataset}.tsv"
+        wildcard_constraints:
+            dataset=_alternatives(config[section]["datasets"]),
+        priority: get_train_priority
+        conda:
+            "../envs/flowbench.yaml"
+        threads: 1
+        resources:
+            mem_mb=get_mem_mb,
+            runtime=get_train_runtime,
+        params:
+            experiment=config["experiment"],
+            config_hash=get_config_hash,
+            flows=GROUPED[section],
+            seeds=SEEDS,
+            metrics=get_variant_metrics,
+        script:
+            "../scripts/train.py"
 
 
 rule train_all:
