@@ -122,24 +122,27 @@ def _seeds_of(run, dataset, flow):
     return sorted(p.parent.name for p in models.glob("seed*/train.json"))
 
 
+JOB_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] job ([^/\s]+)/([^/\s]+)/seed", re.MULTILINE)
+
+
 def _train_jobs(run):
-    """``(tsv, dataset, [(flow, seed folders), ...], log)`` of every training job of ``run``:
-    one job per data set for its grouped flows (``train/{dataset}.tsv``, ``train_jobs:
-    per_dataset``: the flows under ``results/models/{dataset}`` without a job of their own), one
-    per variant (``train/{dataset}/{flow}.tsv``), or one per seed in runs before that
-    (``train/{dataset}/{flow}/seed{seed}.tsv``)."""
+    """``(tsv, [(dataset, flow, seed folders), ...], log)`` of every training job of ``run``:
+    one for several variants (``train/{name}.tsv``, ``train_jobs: grouped``: the variants its
+    log ``logs/train/{name}.log`` names), one per variant (``train/{dataset}/{flow}.tsv``), or
+    one per seed in runs before that (``train/{dataset}/{flow}/seed{seed}.tsv``)."""
     root, logs = run / "benchmarks" / "train", run / "logs" / "train"
-    alone = {(tsv.parts[-2], tsv.stem) for tsv in root.glob("*/*.tsv")}
     for tsv in sorted(root.glob("*.tsv")):
-        dataset = tsv.stem
-        flows = sorted(p.name for p in (run / "results" / "models" / dataset).iterdir())
-        variants = [(f, _seeds_of(run, dataset, f)) for f in flows if (dataset, f) not in alone]
-        yield tsv, dataset, variants, logs / f"{dataset}.log"
-    for dataset, flow in sorted(alone):
-        tsv = root / dataset / f"{flow}.tsv"
-        yield tsv, dataset, [(flow, _seeds_of(run, dataset, flow))], logs / dataset / f"{flow}.log"
+        log = logs / f"{tsv.stem}.log"
+        if not log.exists():
+            sys.exit(f"{tsv}: no log {log} naming its variants")
+        pairs = dict.fromkeys(JOB_LINE.findall(log.read_text()))
+        yield tsv, [(d, f, _seeds_of(run, d, f)) for d, f in pairs], log
+    for tsv in sorted(root.glob("*/*.tsv")):
+        dataset, flow = tsv.parts[-2], tsv.stem
+        log = logs / dataset / f"{flow}.log"
+        yield tsv, [(dataset, flow, _seeds_of(run, dataset, flow))], log
     for tsv in sorted(root.glob("*/*/seed*.tsv")):
-        yield tsv, tsv.parts[-3], [(tsv.parts[-2], [tsv.stem])], None
+        yield tsv, [(tsv.parts[-3], tsv.parts[-2], [tsv.stem])], None
 
 
 def _evaluate_files(run, dataset, flow, seeds):
@@ -155,9 +158,9 @@ def jobs_of(run):
     train and its models' evaluate job seconds, and their ``train.json`` fit, first blocks and
     steps; ``variants``: each variant's fit seconds."""
     rows = []
-    for tsv, dataset, variants, _ in _train_jobs(run):
+    for tsv, variants, _ in _train_jobs(run):
         summaries, evaluates, fits = [], [], {}
-        for flow, seeds in variants:
+        for dataset, flow, seeds in variants:
             models = run / "results" / "models" / dataset / flow
             mine = [json.loads((models / seed / "train.json").read_text()) for seed in seeds]
             summaries += mine
@@ -168,9 +171,9 @@ def jobs_of(run):
         if not all(e.exists() for e in evaluates):
             sys.exit(f"{tsv}: an evaluate step is missing: the run did not finish")
         name = (
-            f"{dataset}/{variants[0][0]}"
+            "/".join(variants[0][:2])
             if len(variants) == 1
-            else f"{dataset} ({len(variants)} flows)"
+            else f"{tsv.stem} ({len(variants)} variants)"
         )
         rows.append(
             {
@@ -287,8 +290,8 @@ def log_phases(run):
     split by their logs' stamps (see the module docstring), the per-seed sums keyed by the
     seed's position in its variant; None when no job has a log of one attempt."""
     phases = {"jobs": 0, "start_end": 0.0, "seed_work": Counter(), "evaluation": Counter()}
-    for tsv, _, variants, log in _train_jobs(run):
-        n_models = sum(len(seeds) for _, seeds in variants)
+    for tsv, variants, log in _train_jobs(run):
+        n_models = sum(len(seeds) for *_, seeds in variants)
         stamps = _stamps(log) if log is not None and log.exists() else []
         if [k for k, _, _ in stamps] != ["job", "trained"] * n_models or n_models < 2:
             continue  # one seed per job, or a log of several attempts

@@ -18,13 +18,15 @@ References:
     Baranchuk et al. (2021), Distilling the knowledge from normalizing flows, arXiv:2106.12699.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
+
+from flows_tf import traces
 
 __all__ = ["BANK_STREAM", "TeacherPairs", "build_teacher_pairs", "draw_pairs", "keep_near_data"]
 
@@ -49,10 +51,24 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _drawer(teacher: tfd.TransformedDistribution, batch_size: int) -> Callable:
+    """The compiled ``seed -> (z, T(z))`` of ``batch_size`` rows."""
+    base = teacher.distribution
+
+    @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
+    def draw(batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        z = base.sample(batch_size, seed=batch_seed)
+        return z, teacher.bijector.forward(z)
+
+    return draw
+
+
 def build_teacher_pairs(
     teacher: tfd.TransformedDistribution, n: int, *, batch_size: int = 4096, seed: int = 0
 ) -> TeacherPairs:
-    """Draw ``n`` pairs ``(z, T(z))`` in compiled batches of ``batch_size`` (one trace).
+    """Draw ``n`` pairs ``(z, T(z))`` in compiled batches of ``batch_size`` (one trace; one for
+    every seed's teacher of a variant inside :func:`flows_tf.traces.reuse_traces`, where the
+    teacher is its spec's host).
 
     Batch ``b`` uses the stateless seed ``fold_in((seed, BANK_STREAM), b)``: the bank is a
     function of ``seed`` and shares no noise with the ``(seed, step)`` seeds of training steps
@@ -70,13 +86,9 @@ def build_teacher_pairs(
     """
     n = _positive_int("n", n)
     batch_size = min(_positive_int("batch_size", batch_size), n)
-    base = teacher.distribution
-
-    @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
-    def draw(batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        z = base.sample(batch_size, seed=batch_seed)
-        return z, teacher.bijector.forward(z)
-
+    draw = traces.traced(
+        teacher, ("teacher_pairs", batch_size), lambda: _drawer(teacher, batch_size)
+    )
     stream = tf.constant([seed, BANK_STREAM], tf.int32)
     seeds = [
         tf.random.experimental.stateless_fold_in(stream, b) for b in range(-(-n // batch_size))

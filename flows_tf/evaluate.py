@@ -8,19 +8,18 @@ code with one trace per call site and returns plain Python floats / NumPy arrays
 flat metrics JSON. Non-finite results raise ``ValueError`` rather than reaching a table.
 """
 
-import contextlib
 import gc
-import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 from tensorflow_probability import distributions as tfd
 
-from flows_tf import modelio, objectives
+from flows_tf import objectives, traces
+from flows_tf.traces import host, reuse_traces
 
 __all__ = [
     "batched",
@@ -42,55 +41,6 @@ __all__ = [
 ]
 
 
-_REUSED: dict | None = None  # inside reuse_traces(): hosts and compiled functions
-
-
-@contextlib.contextmanager
-def reuse_traces() -> Iterator[None]:
-    """Inside the block, the models of one spec are evaluated on one flow, and each compiled
-    function of a flow is traced once.
-
-    :func:`host` gives the flow to evaluate a model on: the first model of its spec, with the
-    later models' weights assigned to it (the same graph, other values: the same numbers, as
-    ``tests/test_evaluate.py`` checks), so that the compiled functions here
-    (:func:`compiled_log_prob` and the sampling of the VI and student metrics) are built for
-    the first model and reused by the next. Outside the block every call compiles afresh.
-    """
-    global _REUSED
-    previous, _REUSED = _REUSED, {}
-    try:
-        yield
-    finally:
-        _REUSED = previous
-
-
-def host(flow: tfd.Distribution, spec: dict) -> tfd.Distribution:
-    """``flow`` itself, or inside :func:`reuse_traces` the first flow of ``spec`` (a model spec,
-    :func:`flows_tf.modelio.make_spec`) seen there, holding ``flow``'s weights.
-
-    That first flow is the host: until the block ends it holds the weights of the model last
-    given here (its own, kept aside, when it is given again).
-    """
-    if _REUSED is None:
-        return flow
-    key = ("host", json.dumps(spec, sort_keys=True, default=str))
-    if key not in _REUSED:
-        _REUSED[key] = (flow, [v.numpy() for v in flow.variables])
-    first, own = _REUSED[key]
-    modelio.assign_weights(first, own if flow is first else flow.variables)
-    return first
-
-
-def _traced(flow: tfd.Distribution, key: tuple, build: Callable[[], Callable]) -> Callable:
-    """``build()``, once per flow and ``key`` inside :func:`reuse_traces`."""
-    if _REUSED is None:
-        return build()
-    key = (id(flow), *key)
-    if key not in _REUSED:
-        _REUSED[key] = (flow, build())  # holding the flow keeps its id its own
-    return _REUSED[key][1]
-
-
 def compiled_log_prob(
     flow: tfd.Distribution, jit_compile: bool = False
 ) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -99,7 +49,7 @@ def compiled_log_prob(
     With ``jit_compile`` XLA compiles it once per batch size it meets.
     """
     spec = tf.TensorSpec([None, *flow.event_shape], flow.dtype)
-    return _traced(
+    return traces.traced(
         flow,
         ("log_prob", bool(jit_compile)),
         lambda: tf.function(flow.log_prob, input_signature=[spec], jit_compile=bool(jit_compile)),
@@ -116,7 +66,7 @@ def _compiled_sample_and_log_prob(
 
         return draw
 
-    return _traced(flow, ("sample_and_log_prob", int(n)), build)
+    return traces.traced(flow, ("sample_and_log_prob", int(n)), build)
 
 
 def batched(fn: Callable[[np.ndarray], tf.Tensor], x: ArrayLike, batch_size: int) -> np.ndarray:

@@ -182,16 +182,17 @@ def teacher_job(config: dict, job: Job) -> Job:
 
 
 def grouped_flows(config: dict, objective: str) -> list[str]:
-    """The flows of section ``objective`` (mle or vi) that one training job per data set trains
-    one after another in one process, in config order: with ``train_jobs: per_dataset``, all but
-    the distillation teacher, which trains alone so that its students (alone too) start as soon
-    as it is done; none with ``per_variant`` (the default: one job per data set and flow).
+    """The flows of section ``objective`` (mle or vi) that train with others in one process,
+    in config order, with ``train_jobs: grouped``: one job per mle data set for all its flows
+    but the distillation teacher, which trains alone so that its students (alone too) start as
+    soon as it is done, and one job for every energy target's vi flows. None with
+    ``per_variant`` (the default: one job per data set and flow).
 
-    >>> grouped_flows({"train_jobs": "per_dataset", "mle": {"flows": ["gaussian", "maf", "nsf"]},
+    >>> grouped_flows({"train_jobs": "grouped", "mle": {"flows": ["gaussian", "maf", "nsf"]},
     ...                "distill": {"teacher": "maf"}}, "mle")
     ['gaussian', 'nsf']
     """
-    if config.get("train_jobs", "per_variant") != "per_dataset":
+    if config.get("train_jobs", "per_variant") != "grouped":
         return []
     teacher = config["distill"].get("teacher", "maf") if config.get("distill") else None
     flows = (config.get(objective) or {}).get("flows", [])

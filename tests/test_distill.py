@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from flows_tf import distill_bank, evaluate, objectives, train
+from flows_tf import distill_bank, evaluate, objectives, traces, train
 from flows_tf.datasets import toy
 from flows_tf.flows import build_flow
 
@@ -61,6 +61,26 @@ def test_bank_holds_the_teachers_own_pairs_and_depends_on_its_seed_only(small_hp
     for counter in (0, 1, -1, -2):
         z = teacher.distribution.sample(300, seed=tf.constant([3, counter], tf.int32))
         assert not np.isin(z.numpy()[:, 0], bank.z.numpy()[:, 0]).any()
+
+
+def test_a_variants_teachers_share_the_banks_trace_each_with_its_own_pairs(make_flow, monkeypatch):
+    teachers = [make_flow("maf", perturb=0.1, seed=s) for s in (0, 1)]
+    spec = {"builder": "maf", "event_shape": [2]}
+    alone = [distill_bank.build_teacher_pairs(t, 500, batch_size=200, seed=s)
+             for s, t in enumerate(teachers)]  # fmt: skip
+    built = []
+    drawer = distill_bank._drawer
+    monkeypatch.setattr(distill_bank, "_drawer", lambda *a: built.append(a) or drawer(*a))
+    with traces.reuse_traces():  # as a variant's seeds in one training job
+        hosted = [
+            distill_bank.build_teacher_pairs(traces.host(t, spec), 500, batch_size=200, seed=s)
+            for s, t in enumerate(teachers)
+        ]
+    assert len(built) == 1  # one trace for both teachers ...
+    assert not np.allclose(alone[0].x.numpy(), alone[1].x.numpy())
+    for bank, own in zip(hosted, alone, strict=True):  # ... each with its own pairs
+        np.testing.assert_array_equal(bank.z.numpy(), own.z.numpy())
+        np.testing.assert_array_equal(bank.x.numpy(), own.x.numpy())
 
 
 def test_draw_pairs_takes_rows_of_the_bank_deterministically(small_hparams):

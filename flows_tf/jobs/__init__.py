@@ -16,8 +16,7 @@ the data, :func:`flows_tf.flows.build_flow` the model, :func:`flows_tf.train.fit
 - :mod:`.record` reads and writes the files; :mod:`.logs` sends a job's output to its log.
 - Here: :func:`train_job` and :func:`evaluate_job`, as the CLI runs them, and
   :func:`train_variant` and :func:`evaluate_variant`, a variant's seeds in one process, and
-  :func:`train_variants`, several variants of one data set in one process, as the Snakemake
-  rules do.
+  :func:`train_variants`, several variants in one process, as the Snakemake rules do.
 
 The record of a job (``model_dir = results/models/{dataset}/{flow}/seed{seed}``):
 ``train.json`` (summary), ``history.csv`` (step, epoch, train_loss, val_loglik),
@@ -91,23 +90,23 @@ __all__ = [
 
 def variants_arguments(sm: Any) -> dict:
     """What a Snakemake train or evaluate rule hands to :func:`train_variants`: the jobs of its
-    variants (``params.flows`` on data set ``{dataset}``, each with every seed of
-    ``params.seeds``), their model folders and teachers, variant by variant in the order of its
-    files (flow, then seed)."""
-    seeds, flows = [int(s) for s in sm.params.seeds], list(sm.params.flows)
+    variants (``params.variants``, (dataset, flow) pairs of one data set or of energy targets,
+    each with every seed of ``params.seeds``), their model folders and teachers, variant by
+    variant in the order of its files (variant, then seed)."""
+    seeds, pairs = [int(s) for s in sm.params.seeds], [tuple(p) for p in sm.params.variants]
     models = sm.output.model if "model" in sm.output.keys() else sm.input.model
     teachers = list(sm.input.teacher) if "teacher" in sm.input.keys() else [None] * len(models)
-    if len(models) != len(flows) * len(seeds):
-        raise ValueError(f"{len(models)} model files for flows {flows} x seeds {seeds}")
+    if len(models) != len(pairs) * len(seeds):
+        raise ValueError(f"{len(models)} model files for variants {pairs} x seeds {seeds}")
 
     def by_variant(items: Sequence) -> list[list]:
         return [list(items[i : i + len(seeds)]) for i in range(0, len(items), len(seeds))]
 
-    dataset = sm.wildcards.dataset
+    def jobs_of(dataset: str, flow: str) -> list[Job]:
+        return [_experiment.make_job(sm.config, dataset, flow, s) for s in seeds]
+
     return {
-        "variants": [
-            [_experiment.make_job(sm.config, dataset, f, s) for s in seeds] for f in flows
-        ],
+        "variants": [jobs_of(*pair) for pair in pairs],
         "data_dir": Path(sm.input.meta).parent if "meta" in sm.input.keys() else None,
         "model_dirs": by_variant([Path(f).parent for f in models]),
         "teacher_dirs": by_variant([None if t is None else Path(t).parent for t in teachers]),
@@ -280,12 +279,12 @@ def train_variants(
     metrics_paths: Sequence[Sequence[str | Path | None]] | None = None,
     **common: Any,
 ) -> list[list[dict]]:
-    """:func:`train_variant` for each of several variants of one data set, one after another in
-    one process: one start of TensorFlow and MLflow for all of them, each variant with its own
-    compiled steps and traces (``common``: the other arguments). The per-variant arguments are
-    lists by variant, as :func:`variants_arguments` gives them. A variant that fails does not
-    stop the next ones; the call then raises ``RuntimeError`` naming it, and a rerun resumes
-    each seed from its checkpoints (a finished one reloads)."""
+    """:func:`train_variant` for each of several variants (of one data set, or energy targets),
+    one after another in one process: one start of TensorFlow and MLflow for all of them, each
+    variant with its own compiled steps and traces (``common``: the other arguments). The
+    per-variant arguments are lists by variant, as :func:`variants_arguments` gives them. A
+    variant that fails does not stop the next ones; the call then raises ``RuntimeError``
+    naming it, and a rerun resumes each seed from its checkpoints (a finished one reloads)."""
     metrics_paths = metrics_paths or [None] * len(variants)
 
     def train_one(variant: Sequence[Job], dirs: Sequence, teachers: Sequence, metrics: Any) -> list:

@@ -81,7 +81,7 @@ def _student_metrics(
     """A distilled student against its teacher; ``teacher_test_loglik`` in the student's space."""
     from flows_tf import evaluate
 
-    teacher = evaluate.host(record.load_teacher(teacher_dir), record.read_spec(teacher_dir))
+    teacher = record.load_teacher(teacher_dir)
     out = evaluate.student_metrics(
         flow,
         teacher,

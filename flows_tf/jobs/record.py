@@ -128,9 +128,13 @@ def load_model(model_dir: str | Path) -> tfd.TransformedDistribution:
 
 
 def load_teacher(teacher_dir: str | Path | None) -> tfd.TransformedDistribution:
+    """The trained teacher of a student; inside :func:`flows_tf.traces.reuse_traces` its spec's
+    host holding its weights, so that a variant's seeds share the teacher's traces."""
     if teacher_dir is None:
         raise ValueError("a distillation job needs the teacher's model directory")
-    return load_model(teacher_dir)
+    from flows_tf import traces
+
+    return traces.host(load_model(teacher_dir), read_spec(teacher_dir))
 
 
 def per_example_path(metrics_path: str | Path) -> Path:

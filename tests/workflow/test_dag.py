@@ -13,7 +13,7 @@ from flows_tf import experiment, schedule
 TRAIN_OUTPUT = re.compile(r"results/models/([^/\s,]+)/([^/\s,]+)/seed(\d+)/train\.json")
 SCHEMA = "workflow/schemas/config.schema.yaml"
 PROFILE = ("--workflow-profile", "workflow/profiles/default")
-TRAIN_RULES = r"train(_data|_targets)?"  # one job per variant; per data set (train_jobs)
+TRAIN_RULES = r"train(_data|_targets)?"  # one job per variant, or grouped (train_jobs)
 
 
 def _planned(output: str, rule: str) -> set[str]:
@@ -64,45 +64,47 @@ def test_student_trains_after_its_teacher(project):
     assert "results/models/eight_gaussians/maf/seed0/train.json" in block.split("output:")[0]
 
 
-def _train_jobs(output: str) -> dict[tuple[str, str, tuple[str, ...]], int]:
-    """``{(rule, dataset, flows): priority}`` of the planned training jobs of a dry run; each
-    job trains every seed of its flows, on one data set, with one thread."""
+def _train_jobs(output: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
+    """``{(rule, variants): priority}`` of the planned training jobs of a dry run, ``variants``
+    the sorted (dataset, flow) pairs it trains; each job trains every seed of them, with one
+    thread."""
     jobs = {}
     for block in output.split("\n\n"):
         rule = re.search(rf"^rule ({TRAIN_RULES}):", block, re.M)
         if rule:
             line = re.search(r"^\s+output: (.+)$", block, re.M).group(1)
             outputs = {m.groups() for m in TRAIN_OUTPUT.finditer(line)}
-            (dataset,) = {d for d, _, _ in outputs}
-            flows = tuple(dict.fromkeys(f for _, f, _ in sorted(outputs)))
-            assert {(f, s) for _, f, s in outputs} == {(f, s) for f in flows for s in "012"}
+            variants = tuple(sorted({(d, f) for d, f, _ in outputs}))
+            assert outputs == {(*v, s) for v in variants for s in "012"}
             assert not re.search(r"^\s+threads:", block, re.M)  # listed only when above 1
             priority = int(re.search(r"^\s+priority: (\d+)$", block, re.M).group(1))
-            jobs[(rule.group(1), dataset, flows)] = priority
+            jobs[(rule.group(1), variants)] = priority
     return jobs
 
 
-def test_one_training_job_per_data_set_longest_first_and_distillation_chains_first(project):
+def test_seven_training_jobs_longest_first_and_distillation_chains_first(project):
     config = yaml.safe_load((project / "config/config.yaml").read_text())
     proc = run_snakemake(project, "-n", "--cores", "2", *PROFILE)  # the default config
     jobs = _train_jobs(proc.stdout)
     mle, vi = config["mle"], config["vi"]
     chains = [(d, f) for d in config["distill"]["datasets"] for f in ("maf", "iaf_student")]
-    groups = {
-        ("train_data", d, tuple(sorted(set(mle["flows"]) - {"maf"}))) for d in mle["datasets"]
-    }
-    groups |= {("train_targets", d, tuple(sorted(vi["flows"]))) for d in vi["datasets"]}
-    assert set(jobs) == {("train", d, (f,)) for d, f in chains} | groups  # 10 jobs, not 32
+    expected = {("train", (v,)) for v in chains}  # the teacher and the students alone
+    data_flows = sorted(set(mle["flows"]) - {"maf"})
+    expected |= {("train_data", tuple((d, f) for f in data_flows)) for d in mle["datasets"]}
+    expected.add(
+        ("train_targets", tuple(sorted((d, f) for d in vi["datasets"] for f in vi["flows"])))
+    )
+    assert set(jobs) == expected  # 7 processes for 32 variants
     # longest first: a job's priority is its variants' seconds in a default run (a teacher's
     # with its student's), so the eight_gaussians distillation chain starts first
     seconds = schedule.read_job_seconds(project / schedule.JOB_SECONDS)
     variants = [(j.dataset, j.flow, j.teacher) for j in experiment.jobs(config)]
-    expected = schedule.train_priorities(variants, seconds)
-    for (_, dataset, flows), priority in jobs.items():
-        assert priority == sum(expected[(dataset, f)] for f in flows)
-    assert max(jobs, key=jobs.get) == ("train", "eight_gaussians", ("maf",))
+    priorities = schedule.train_priorities(variants, seconds)
+    for (_, pairs), priority in jobs.items():
+        assert priority == sum(priorities[pair] for pair in pairs)
+    assert max(jobs, key=jobs.get) == ("train", (("eight_gaussians", "maf"),))
     for dataset in config["distill"]["datasets"]:
-        teacher, student = (jobs[("train", dataset, (f,))] for f in ("maf", "iaf_student"))
+        teacher, student = (jobs[("train", ((dataset, f),))] for f in ("maf", "iaf_student"))
         assert teacher > student
 
 

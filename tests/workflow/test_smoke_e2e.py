@@ -101,9 +101,11 @@ def test_smoke_end_to_end(project, tmp_path):
     # TensorFlow's thread pools follow the rule's threads (set with --set-threads above)
     assert metrics["train_threads"]["threads"] == metrics["threads"]["threads"] == 1
     assert (project / "results/models/eight_gaussians/maf/seed0/density_grid.npz").is_file()
-    # train_jobs: per_dataset: the teacher and the student alone, the other flows in one job
+    # train_jobs: grouped: the teacher and the student alone, the other flows in one job, the
+    # energy targets' in one
     assert (project / "benchmarks/train/eight_gaussians/maf.tsv").is_file()
     assert (project / "benchmarks/train/eight_gaussians.tsv").is_file()
+    assert (project / "benchmarks/train/targets.tsv").is_file()
     assert not (project / "benchmarks/train/eight_gaussians/gaussian.tsv").exists()
 
     # a second invocation has nothing to do

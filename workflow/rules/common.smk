@@ -29,11 +29,15 @@ def get_seed_files(template):
     return expand(template, seed=SEEDS, allow_missing=True)
 
 
-# train_jobs: per_dataset: one training job per data set for the flows of its section (mle or vi)
-# that train together (flows_tf.experiment.grouped_flows); the others, one job per variant
+# train_jobs: grouped: one training job per mle data set for its grouped flows, and one for every
+# energy target's flows (flows_tf.experiment.grouped_flows); the others, one job per variant
 GROUPED = {o: experiment.grouped_flows(config, o) for o in ("mle", "vi")}
-VI_DATASETS = set((config.get("vi") or {}).get("datasets", []))
-ALONE = [(j.dataset, j.flow) for j in JOBS if j.flow not in GROUPED.get(j.objective, [])]
+TARGET_VARIANTS = [
+    (d, f) for d in (config.get("vi") or {}).get("datasets", []) for f in GROUPED["vi"]
+]
+ALONE = [
+    (j.dataset, j.flow) for j in JOBS if j.flow not in GROUPED.get(j.objective, [])
+]
 
 
 def alternatives_or_none(names):
@@ -41,22 +45,25 @@ def alternatives_or_none(names):
     return _alternatives(names) if names else "(?!)"
 
 
-def get_flows(wildcards):
-    """The flows a training (or evaluate) job of these wildcards trains, in the order of its
-    files: its ``{flow}``, or the grouped flows of the section of its ``{dataset}``."""
+def get_pairs(wildcards):
+    """The (dataset, flow) variants a training (or evaluate) job of these wildcards trains, in
+    the order of its files: its own, an mle data set's grouped flows, or the targets' job's.
+    """
     if "flow" in wildcards.keys():
-        return [wildcards.flow]
-    return GROUPED["vi" if wildcards.dataset in VI_DATASETS else "mle"]
+        return [(wildcards.dataset, wildcards.flow)]
+    if "dataset" in wildcards.keys():
+        return [(wildcards.dataset, f) for f in GROUPED["mle"]]
+    return TARGET_VARIANTS
 
 
-def get_group_files(template, flows):
-    """A per-seed path template for every flow of ``flows`` and seed, flow by flow, with
-    {dataset} left as a wildcard."""
-    return [
-        path
-        for f in flows
-        for path in expand(template, flow=f, seed=SEEDS, allow_missing=True)
-    ]
+def get_group_files(template, pairs):
+    """A per-seed path template for every (dataset, flow) of ``pairs`` and seed, variant by
+    variant; a dataset of None is left as the wildcard {dataset}."""
+    files = []
+    for dataset, flow in pairs:
+        names = {"flow": flow} | ({} if dataset is None else {"dataset": dataset})
+        files += expand(template, seed=SEEDS, allow_missing=True, **names)
+    return files
 
 
 def get_variant_metrics(wildcards):
@@ -68,7 +75,7 @@ def get_variant_metrics(wildcards):
 
 def get_variants(wildcards):
     """The experiment.Job of every seed of each variant a job of these wildcards trains."""
-    return [_variant(wildcards.dataset, f) for f in get_flows(wildcards)]
+    return [_variant(d, f) for d, f in get_pairs(wildcards)]
 
 
 def get_variant(wildcards):
@@ -212,7 +219,7 @@ TRAIN_PRIORITIES = schedule.train_priorities(
 
 def get_train_priority(wildcards):
     """A job's variants' priorities together."""
-    return sum(TRAIN_PRIORITIES[(wildcards.dataset, f)] for f in get_flows(wildcards))
+    return sum(TRAIN_PRIORITIES[pair] for pair in get_pairs(wildcards))
 
 
 def get_train_runtime(wildcards, attempt):

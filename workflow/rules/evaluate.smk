@@ -24,7 +24,7 @@ rule evaluate:
     params:
         experiment=config["experiment"],
         config_hash=get_config_hash,
-        flows=get_flows,
+        variants=get_pairs,
         seeds=SEEDS,
         evaluation=get_evaluation_settings(timing=False),
     script:

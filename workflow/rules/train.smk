@@ -21,7 +21,7 @@ rule mlflow_init:
 # One job per (dataset, flow): its seeds train one after another in one process, each into its
 # own folder and MLflow run, sharing TensorFlow's start, the data and the compiled training steps
 # (flows_tf.jobs.train_variant); the same weights as one job per seed. With train_jobs:
-# per_dataset, only the distillation teacher and students (ALONE).
+# grouped, only the distillation teacher and students (ALONE).
 rule train:
     input:
         unpack(get_train_inputs),
@@ -48,18 +48,23 @@ rule train:
     params:
         experiment=config["experiment"],
         config_hash=get_config_hash,
-        flows=get_flows,
+        variants=get_pairs,
         seeds=SEEDS,
         metrics=get_variant_metrics,
     script:
         "../scripts/train.py"
 
 
-# train_jobs: per_dataset: one job per data set for the grouped flows of its section, variant
-# after variant in one process (flows_tf.jobs.train_variants): one start of TensorFlow and
-# MLflow instead of one per flow (README, "How long it takes").
-for section, rule_name in (("mle", "train_data"), ("vi", "train_targets")):
-    if not GROUPED[section]:
+# train_jobs: grouped: one job per mle data set for its grouped flows ({dataset}), and one for
+# every energy target's flows (no wildcard), variant after variant in one process
+# (flows_tf.jobs.train_variants): one start of TensorFlow and MLflow instead of one per variant
+# (README, "How long it takes").
+GROUP_RULES = [
+    ("train_data", [(None, f) for f in GROUPED["mle"]], "{dataset}"),
+    ("train_targets", TARGET_VARIANTS, "targets"),
+]
+for rule_name, pairs, stem in GROUP_RULES:
+    if not pairs:
         continue
 
     rule:
@@ -68,15 +73,15 @@ for section, rule_name in (("mle", "train_data"), ("vi", "train_targets")):
         input:
             unpack(get_train_inputs),
         output:
-            model=get_group_files(paths.MODEL_FILE, GROUPED[section]),
-            history=get_group_files(paths.HISTORY, GROUPED[section]),
-            samples=get_group_files(paths.SAMPLES, GROUPED[section]),
+            model=get_group_files(paths.MODEL_FILE, pairs),
+            history=get_group_files(paths.HISTORY, pairs),
+            samples=get_group_files(paths.SAMPLES, pairs),
         log:
-            "logs/train/{dataset}.log",
+            f"logs/train/{stem}.log",
         benchmark:
-            "benchmarks/train/{dataset}.tsv"
+            f"benchmarks/train/{stem}.tsv"
         wildcard_constraints:
-            dataset=_alternatives(config[section]["datasets"]),
+            dataset=alternatives_or_none((config.get("mle") or {}).get("datasets", [])),
         priority: get_train_priority
         conda:
             "../envs/flowbench.yaml"
@@ -87,7 +92,7 @@ for section, rule_name in (("mle", "train_data"), ("vi", "train_targets")):
         params:
             experiment=config["experiment"],
             config_hash=get_config_hash,
-            flows=GROUPED[section],
+            variants=get_pairs,
             seeds=SEEDS,
             metrics=get_variant_metrics,
         script:

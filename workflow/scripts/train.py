@@ -1,4 +1,4 @@
-"""Snakemake script: train the seeds of one or more variants of a data set, one process."""
+"""Snakemake script: train the seeds of one or more variants in one process."""
 
 from flows_tf import jobs, paths, runtime  # none imports TensorFlow
 
