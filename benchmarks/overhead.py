@@ -302,8 +302,9 @@ def log_phases(run):
         for i in range(n_models):
             dataset_flow_seed = stamps[2 * i][2].split("/")[:3]
             model = run / "results" / "models" / "/".join(dataset_flow_seed) / "train.json"
-            k = position[dataset_flow_seed[1]]
-            position[dataset_flow_seed[1]] += 1
+            variant = tuple(dataset_flow_seed[:2])
+            k = position[variant]
+            position[variant] += 1
             fit = json.loads(model.read_text())["train_seconds"]
             phases["seed_work"][k] += t[2 * i + 1] - t[2 * i] - fit
             if i + 1 < n_models:

@@ -218,7 +218,8 @@ TRAIN_PRIORITIES = schedule.train_priorities(
 
 
 def get_train_priority(wildcards):
-    """A job's variants' priorities together."""
+    """A job's variants' priorities together (a grouped job's own benchmark file is not read:
+    its variants' seconds come from per-variant records, else the committed table)."""
     return sum(TRAIN_PRIORITIES[pair] for pair in get_pairs(wildcards))
 
 
