@@ -1,4 +1,5 @@
-# Training: the MLflow experiment once, then one job per (dataset, flow) for all its seeds.
+# Training: the MLflow experiment once, then one job per (dataset, flow) for all its seeds, or
+# with train_jobs: grouped one job for several variants.
 
 
 rule mlflow_init:
