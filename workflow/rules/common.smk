@@ -102,7 +102,8 @@ def get_split_files(dataset, splits):
 
 def get_variant_inputs(variants, splits):
     """MLflow init, the data set's ``splits`` (mle/distill) and, for a student, its teachers'
-    models, seed by seed (``variants``: the seeds' jobs of each variant of one data set).
+    models, seed by seed (``variants``: the seeds' jobs of each variant of one training job:
+    one data set's, or energy targets', which read no splits).
     """
     inputs = {"mlflow": ancient(MLFLOW_INIT)}
     if variants[0][0].on_data:
