@@ -56,48 +56,37 @@ rule train:
         "../scripts/train.py"
 
 
-# train_jobs: grouped: one job per mle data set for its grouped flows ({dataset}), and one for
-# every energy target's flows (no wildcard), variant after variant in one process
-# (flows_tf.jobs.train_variants): one start of TensorFlow and MLflow instead of one per variant
-# (README, "How long it takes").
-GROUP_RULES = [
-    ("train_data", [(None, f) for f in GROUPED["mle"]], "{dataset}"),
-    ("train_targets", TARGET_VARIANTS, "targets"),
-]
-for rule_name, pairs, stem in GROUP_RULES:
-    if not pairs:
-        continue
+# train_jobs: grouped: the train rule with other outputs: one job per mle data set for its grouped
+# flows ({dataset}), and one for every energy target's flows (no wildcard), variant after variant
+# in one process (flows_tf.jobs.train_variants): one start of TensorFlow and MLflow instead of
+# one per variant (README, "How long it takes").
+DATA_VARIANTS = [(None, f) for f in GROUPED["mle"]]  # {dataset} left as a wildcard
+if DATA_VARIANTS:
 
-    rule:
-        name:
-            rule_name
-        input:
-            unpack(get_train_inputs),
+    use rule train as train_data with:
         output:
-            model=get_group_files(paths.MODEL_FILE, pairs),
-            history=get_group_files(paths.HISTORY, pairs),
-            samples=get_group_files(paths.SAMPLES, pairs),
+            model=get_group_files(paths.MODEL_FILE, DATA_VARIANTS),
+            history=get_group_files(paths.HISTORY, DATA_VARIANTS),
+            samples=get_group_files(paths.SAMPLES, DATA_VARIANTS),
         log:
-            f"logs/train/{stem}.log",
+            "logs/train/{dataset}.log",
         benchmark:
-            f"benchmarks/train/{stem}.tsv"
+            "benchmarks/train/{dataset}.tsv"
         wildcard_constraints:
             dataset=alternatives_or_none((config.get("mle") or {}).get("datasets", [])),
-        priority: get_train_priority
-        conda:
-            "../envs/flowbench.yaml"
-        threads: 1
-        resources:
-            mem_mb=get_mem_mb,
-            runtime=get_train_runtime,
-        params:
-            experiment=config["experiment"],
-            config_hash=get_config_hash,
-            variants=get_pairs,
-            seeds=SEEDS,
-            metrics=get_variant_metrics,
-        script:
-            "../scripts/train.py"
+
+
+if TARGET_VARIANTS:
+
+    use rule train as train_targets with:
+        output:
+            model=get_group_files(paths.MODEL_FILE, TARGET_VARIANTS),
+            history=get_group_files(paths.HISTORY, TARGET_VARIANTS),
+            samples=get_group_files(paths.SAMPLES, TARGET_VARIANTS),
+        log:
+            "logs/train/targets.log",
+        benchmark:
+            "benchmarks/train/targets.tsv"
 
 
 rule train_all:
